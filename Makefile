@@ -1,0 +1,43 @@
+# tmc-lightning: `make train` trains on the embedded synthetic set, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export NO_ALBUMENTATIONS_UPDATE := 1
+export WANDB_MODE ?= offline
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: help install train test test-slow lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install the package with dev tools (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="key=value ..."
+	$(PY) -m tmc_lightning.train $(ARGS)
+
+test: install ## offline CPU test suite (no slow tests)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-slow: install ## also the slow tests (paper-size model, real data)
+	$(PY) -m pytest $(ARGS)
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests experiments
+	$(VENV)/bin/ruff format --check src tests experiments
+
+format: install ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests experiments
+	$(VENV)/bin/ruff format src tests experiments
+
+clean: ## remove the venv, caches and run outputs
+	rm -rf $(VENV) .pytest_cache .ruff_cache outputs multirun lightning_logs wandb
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,88 @@
+"""MCM: multi-stage cross-perception between visual tokens and words (spec section 2).
+
+At every stage i::
+
+    F_V = V + MHCA(query=V, key/value=proj(L))      then  F_V += MLP(F_V)
+    F_L = L + MHCA(query=L, key/value=proj(F_V))    then  F_L += MLP(F_L)
+
+as pre-norm residual blocks, with padded words masked out of the keys.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tmc_lightning.models.blocks import Mlp
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-norm residual multi-head cross-attention followed by a pre-norm residual MLP."""
+
+    def __init__(self, dim: int, context_dim: int, num_heads: int, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        assert dim % num_heads == 0, f"dim {dim} not divisible by heads {num_heads}"
+        self.num_heads = num_heads
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(context_dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim, 2 * dim)  # proj(context) into the query's width
+        self.out = nn.Linear(dim, dim)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, mlp_ratio)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, N, dim), context (B, M, context_dim), context_mask (B, M) with 1 = keep.
+
+        Returns the updated x and, if asked, the attention weights (B, nh, N, M).
+        """
+        B, N, C = x.shape
+        M = context.shape[1]
+        hs = C // self.num_heads
+        q = self.q(self.norm_q(x)).view(B, N, self.num_heads, hs).transpose(1, 2)  # (B, nh, N, hs)
+        k, v = self.kv(self.norm_kv(context)).view(B, M, 2, self.num_heads, hs).permute(2, 0, 3, 1, 4)
+        keep = None if context_mask is None else context_mask[:, None, None, :].bool()  # (B,1,1,M)
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) * hs**-0.5  # (B, nh, N, M)
+            if keep is not None:
+                scores = scores.masked_fill(~keep, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            a = weights @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, nh, N, hs)
+        x = x + self.out(a.transpose(1, 2).reshape(B, N, C))
+        return x + self.mlp(self.norm_mlp(x)), weights
+
+
+class MCMStage(nn.Module):
+    """One stage of cross-perception: vision attends to words, then words to updated vision."""
+
+    def __init__(self, vis_dim: int, txt_dim: int, num_heads: int, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        self.vis_from_txt = CrossAttentionBlock(vis_dim, txt_dim, _heads(vis_dim, num_heads), mlp_ratio)
+        self.txt_from_vis = CrossAttentionBlock(txt_dim, vis_dim, _heads(txt_dim, num_heads), mlp_ratio)
+
+    def forward(
+        self,
+        v: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """v (B, N, Cv), words (B, T, D), word_mask (B, T) -> F_V, F_L, weights (B, nh, N, T)."""
+        v, weights = self.vis_from_txt(v, words, word_mask, need_weights)
+        words, _ = self.txt_from_vis(words, v)
+        return v, words, weights
+
+
+def _heads(dim: int, wanted: int) -> int:
+    # The largest head count <= wanted that divides dim (narrow presets have small widths).
+    return next(h for h in range(min(wanted, dim), 0, -1) if dim % h == 0)

@@ -1,0 +1,60 @@
+"""Loading pretrained encoders by hub name or local path, failing fast when offline."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
+
+T = TypeVar("T")
+
+
+class EncoderUnavailableError(RuntimeError):
+    """A pretrained encoder could not be found locally and the hub cannot be reached."""
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True if the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_hf(loader: Callable[..., T], name: str, what: str, key: str) -> T:
+    """Call ``loader(name, local_files_only=...)``; turn failures into one actionable error.
+
+    ``what`` names the thing ("text encoder"), ``key`` the config key that holds ``name``.
+    A local directory never touches the network; a hub name is tried online only when the
+    hub answers, so an offline machine fails in seconds instead of retrying for a minute.
+    """
+    local = Path(name).expanduser().is_dir()
+    offline = local or not hub_reachable()
+    try:
+        return loader(str(Path(name).expanduser()) if local else name, local_files_only=offline)
+    except (OSError, ValueError) as err:
+        raise EncoderUnavailableError(offline_message(name, what, key, local, err)) from None
+
+
+def offline_message(name: str, what: str, key: str, local: bool, err: BaseException) -> str:
+    if local:
+        return (
+            f"Could not load the {what} from local directory {name!r} ({key}): {err}. "
+            "The directory must hold config.json, the weights and the tokenizer files, "
+            "e.g. as written by `save_pretrained(DIR)` or `huggingface-cli download NAME --local-dir DIR`."
+        )
+    return (
+        f"Could not load the {what} {name!r} ({key}): the Hugging Face hub is unreachable and "
+        "the files are not in the local cache. Fix it one of three ways: "
+        f"(1) on a machine with internet run `huggingface-cli download {name} --local-dir DIR`, copy "
+        f"DIR here and set {key}=DIR; (2) fill the cache (~/.cache/huggingface) and set "
+        f"HF_HUB_OFFLINE=1; (3) train from scratch with a preset whose encoders need no download "
+        "(model.preset=small)."
+    )

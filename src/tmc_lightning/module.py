@@ -1,0 +1,118 @@
+"""The LightningModule: losses, metrics and optimisation around a registered network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from tmc_lightning.losses import multi_stage_alignment_loss, same_text_matrix, task_loss
+from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
+from tmc_lightning.models import build_model
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains any registered network with ``BCE (+ Dice) + align_weight x L_align``.
+
+    Hyper-parameters are plain values only (a registry name and keyword arguments), so a
+    checkpoint reloads with ``load_from_checkpoint(path)`` alone and loads with
+    ``weights_only=True``.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "tmc",
+        model_kwargs: dict[str, Any] | None = None,
+        dice_weight: float = 0.0,
+        align_weight: float = 0.1,
+        optimizer: str = "adamw",
+        lr: float = 3e-4,
+        weight_decay: float = 1e-4,
+        scheduler: str = "cosine",
+        warmup_epochs: int = 0,
+        max_epochs: int = 100,
+        min_lr_ratio: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model_name, **(model_kwargs or {}))
+        self.metrics = torch.nn.ModuleDict(
+            {f"{s}_{kind}": cls() for s in ("val", "test") for kind, cls in
+             (("image", PerImageDiceIoU), ("global", GlobalDiceIoU))}
+        )
+
+    def forward(self, image, input_ids=None, attention_mask=None) -> torch.Tensor:
+        return self.model(image, input_ids, attention_mask)
+
+    def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        out = self.model.forward_features(batch["image"], batch["input_ids"], batch["attention_mask"])
+        losses = {"task": task_loss(out.logits, batch["mask"], self.hparams.dice_weight)}
+        loss = losses["task"]
+        if out.align and self.hparams.align_weight > 0:
+            losses["align"] = multi_stage_alignment_loss(out.align, same_text_matrix(batch["input_ids"]))
+            loss = loss + self.hparams.align_weight * losses["align"]
+        return loss, losses, out.logits
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, parts, _ = self._step(batch)
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for k, v in parts.items():
+            self.log(f"train/loss_{k}", v, batch_size=bs)
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
+        loss, _, logits = self._step(batch)
+        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=batch["image"].shape[0])
+        self.metrics[f"{stage}_image"].update(logits, batch["mask"])
+        self.metrics[f"{stage}_global"].update(logits, batch["mask"])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        for kind in ("image", "global"):
+            metric = self.metrics[f"{stage}_{kind}"]
+            for name, value in metric.compute().items():
+                self.log(f"{stage}/{name}", value, prog_bar=name == "dice")
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            raise ValueError(f"optim.name={hp.optimizer!r} is not supported; use adam or adamw")
+        if hp.scheduler == "none":
+            return {"optimizer": opt}
+        if hp.scheduler != "cosine":
+            raise ValueError(f"optim.scheduler={hp.scheduler!r} is not supported; use cosine or none")
+        warm, total, floor = hp.warmup_epochs, max(hp.max_epochs, 1), hp.min_lr_ratio
+
+        def factor(epoch: int) -> float:
+            if epoch < warm:
+                return (epoch + 1) / (warm + 1)
+            t = min((epoch - warm) / max(total - warm, 1), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + torch.cos(torch.tensor(t * torch.pi)).item())
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout draws depend on (seed, epoch, rank) only, so a run resumed from last.ckpt
+        # trains exactly like an uninterrupted one.
+        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch * 101 + self.global_rank)

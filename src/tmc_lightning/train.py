@@ -1,0 +1,140 @@
+"""Train (and test) a model: ``python -m tmc_lightning.train dataset=qata model=tmc``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from tmc_lightning.data.datamodule import TextSegDataModule, build_datamodule
+from tmc_lightning.models.registry import model_class
+from tmc_lightning.module import SegmentationModule
+from tmc_lightning.utils import CONF_DIR, git_commit, model_report, write_json_atomic
+
+log = logging.getLogger("tmc_lightning.train")
+DATA_ONLY_KEYS = ("name", "lr", "preset")
+
+
+def make_datamodule(dataset_cfg: dict[str, Any], tokenizer: str | None) -> TextSegDataModule:
+    kwargs = {k: v for k, v in dataset_cfg.items() if k not in DATA_ONLY_KEYS}
+    if tokenizer is not None and not kwargs.get("tokenizer"):
+        kwargs["tokenizer"] = tokenizer
+    return build_datamodule(dataset_cfg["name"], **kwargs)
+
+
+def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    name = model_cfg.pop("name")
+    if model_class(name).uses_text:
+        model_cfg["vocab_size"] = dm.vocab_size
+    module = SegmentationModule(
+        model_name=name, model_kwargs=model_cfg,
+        dice_weight=cfg.loss.dice_weight, align_weight=cfg.loss.align_weight,
+        optimizer=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+        scheduler=cfg.optim.scheduler, warmup_epochs=cfg.optim.warmup_epochs,
+        max_epochs=cfg.trainer.max_epochs, min_lr_ratio=cfg.optim.min_lr_ratio, seed=cfg.seed,
+    )
+    if hasattr(module.model, "checkpoint_kwargs"):
+        # Store kwargs that rebuild the architecture offline; weights come from the state dict.
+        module.hparams.model_kwargs = module.model.checkpoint_kwargs()
+    return module
+
+
+def tokenizer_for(cfg: DictConfig) -> str | None:
+    """A pretrained text encoder brings its own tokenizer; otherwise None (built from the data)."""
+    name = cfg.model.name
+    cls = model_class(name)
+    if not cls.uses_text:
+        return None
+    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    text = cls.resolve_text(kwargs)
+    return text.get("name") if text.get("pretrained") else None
+
+
+def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    cb_cfg = cfg.callbacks
+    ckpt = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", monitor=cb_cfg.checkpoint.monitor, mode=cb_cfg.checkpoint.mode,
+        save_top_k=cb_cfg.checkpoint.save_top_k, save_last=cb_cfg.checkpoint.save_last,
+        filename="best-epoch{epoch:03d}-dice{val/dice:.4f}", auto_insert_metric_name=False,
+    )
+    callbacks: list[L.Callback] = [ckpt]
+    if cb_cfg.early_stopping:
+        es = cb_cfg.early_stopping
+        callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))
+    if cb_cfg.rich_progress:
+        callbacks.append(RichProgressBar())
+    if cb_cfg.lr_monitor:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="logs")] if cfg.logger.csv else []
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return L.Trainer(
+        default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, **trainer_kwargs
+    )
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Fit, then score the best checkpoint on val and test; returns what metrics.json holds."""
+    if cfg.ckpt_path:  # resuming: continue in the original run folder
+        run_dir = Path(cfg.ckpt_path).resolve().parent.parent
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")
+    start = time.time()
+
+    dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), tokenizer_for(cfg))
+    dm.prepare_data()
+    module = make_module(cfg, dm)
+    (run_dir / "tokenizer.json").write_text(dm.build_tokenizer().to_str())
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    report = model_report(module.model, cfg.dataset.image_size, cfg.max_words)
+    log.info("model %s: %.2fM parameters (%.2fM trainable), %.2f GFLOPs per image (forward)",
+             cfg.model.name, report["params"] / 1e6, report["trainable_params"] / 1e6, report["gflops_per_image"])
+
+    trainer = make_trainer(cfg, run_dir)
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    results: dict[str, Any] = {
+        "model": {"name": cfg.model.name, **report},
+        "dataset": None,
+        "git_commit": git_commit(),
+        "seed": cfg.seed,
+        "epochs_trained": trainer.current_epoch,
+        "run_dir": str(run_dir),
+    }
+    if cfg.run_test and not trainer.fast_dev_run:
+        ckpt = trainer.checkpoint_callback.best_model_path or "last"
+        val = trainer.validate(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+        test = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+        results.update(best_checkpoint=ckpt, val=_strip(val, "val/"), test=_strip(test, "test/"))
+    results["dataset"] = dm.identity()
+    results["wall_time_s"] = round(time.time() - start, 1)
+    write_json_atomic(run_dir / "metrics.json", results)
+    if "test" in results:
+        log.info("final val Dice %.4f | test Dice %.4f (per-image) | test Dice %.4f (global)",
+                 results["val"]["dice"], results["test"]["dice"], results["test"]["dice_global"])
+        print(f"val/dice={results['val']['dice']:.4f} test/dice={results['test']['dice']:.4f} "
+              f"test/dice_global={results['test']['dice_global']:.4f}  run folder: {run_dir}")
+    return results
+
+
+def _strip(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    results = run(cfg, run_dir)
+    return results.get("val", {}).get("dice")  # the value a Hydra sweeper optimises
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Small helpers for entry points: run metadata, model report, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree (with ``-dirty`` if modified), or None outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@torch.no_grad()
+def model_report(model: nn.Module, image_size: int, max_words: int) -> dict[str, Any]:
+    """Parameter counts and forward FLOPs for one image (``torch.utils.flop_counter``)."""
+    was_training = model.training
+    model.eval()
+    p = next(model.parameters())
+    image = torch.zeros(1, 3, image_size, image_size, device=p.device)
+    ids = torch.zeros(1, max_words, dtype=torch.long, device=p.device)
+    attn = torch.ones(1, max_words, dtype=torch.long, device=p.device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(image, ids, attn)
+    model.train(was_training)
+    return {
+        "params": sum(q.numel() for q in model.parameters()),
+        "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad),
+        "gflops_per_image": counter.get_total_flops() / 1e9,
+    }
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=float)
+    os.replace(tmp, path)
