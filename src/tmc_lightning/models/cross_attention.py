@@ -5,7 +5,9 @@ At every stage i::
     F_V = V + MHCA(query=V, key/value=proj(L))      then  F_V += MLP(F_V)
     F_L = L + MHCA(query=L, key/value=proj(F_V))    then  F_L += MLP(F_L)
 
-as pre-norm residual blocks, with padded words masked out of the keys.
+as pre-norm residual blocks, with padded words masked out of the keys. Swin has no absolute
+position embedding, so a learned one per stage is added to the visual queries and keys (not to
+the values or the residual stream): a word like "upper left" can then find where it points.
 """
 
 from __future__ import annotations
@@ -38,16 +40,26 @@ class CrossAttentionBlock(nn.Module):
         context: torch.Tensor,
         context_mask: torch.Tensor | None = None,
         need_weights: bool = False,
+        x_pos: torch.Tensor | None = None,
+        context_pos: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x (B, N, dim), context (B, M, context_dim), context_mask (B, M) with 1 = keep.
 
+        ``x_pos`` is added to the queries' input, ``context_pos`` to the keys' input only.
         Returns the updated x and, if asked, the attention weights (B, nh, N, M).
         """
         B, N, C = x.shape
         M = context.shape[1]
         hs = C // self.num_heads
-        q = self.q(self.norm_q(x)).view(B, N, self.num_heads, hs).transpose(1, 2)  # (B, nh, N, hs)
-        k, v = self.kv(self.norm_kv(context)).view(B, M, 2, self.num_heads, hs).permute(2, 0, 3, 1, 4)
+        xq = self.norm_q(x) if x_pos is None else self.norm_q(x) + x_pos
+        q = self.q(xq).view(B, N, self.num_heads, hs).transpose(1, 2)  # (B, nh, N, hs)
+        ctx = self.norm_kv(context)
+        w_k, w_v = self.kv.weight.chunk(2)
+        b_k, b_v = self.kv.bias.chunk(2)
+        k = F.linear(ctx if context_pos is None else ctx + context_pos, w_k, b_k)
+        v = F.linear(ctx, w_v, b_v)
+        k = k.view(B, M, self.num_heads, hs).transpose(1, 2)  # (B, nh, M, hs)
+        v = v.view(B, M, self.num_heads, hs).transpose(1, 2)
         keep = None if context_mask is None else context_mask[:, None, None, :].bool()  # (B,1,1,M)
         weights = None
         if need_weights:
@@ -65,8 +77,12 @@ class CrossAttentionBlock(nn.Module):
 class MCMStage(nn.Module):
     """One stage of cross-perception: vision attends to words, then words to updated vision."""
 
-    def __init__(self, vis_dim: int, txt_dim: int, num_heads: int, mlp_ratio: float = 2.0) -> None:
+    def __init__(
+        self, vis_dim: int, txt_dim: int, num_heads: int, grid: int, mlp_ratio: float = 2.0
+    ) -> None:
         super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, vis_dim, grid, grid))  # visual positions
+        nn.init.trunc_normal_(self.pos, std=0.02)
         self.vis_from_txt = CrossAttentionBlock(vis_dim, txt_dim, _heads(vis_dim, num_heads), mlp_ratio)
         self.txt_from_vis = CrossAttentionBlock(txt_dim, vis_dim, _heads(txt_dim, num_heads), mlp_ratio)
 
@@ -77,10 +93,16 @@ class MCMStage(nn.Module):
         word_mask: torch.Tensor,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """v (B, N, Cv), words (B, T, D), word_mask (B, T) -> F_V, F_L, weights (B, nh, N, T)."""
-        v, weights = self.vis_from_txt(v, words, word_mask, need_weights)
-        words, _ = self.txt_from_vis(words, v)
-        return v, words, weights
+        """v (B, h, w, Cv), words (B, T, D), word_mask (B, T) -> F_V, F_L, weights (B, nh, N, T)."""
+        B, h, w, C = v.shape
+        pos = self.pos if self.pos.shape[-2:] == (h, w) else F.interpolate(
+            self.pos, size=(h, w), mode="bilinear", align_corners=False
+        )
+        pos = pos.flatten(2).transpose(1, 2)  # (1, N, Cv)
+        tokens = v.reshape(B, h * w, C)
+        tokens, weights = self.vis_from_txt(tokens, words, word_mask, need_weights, x_pos=pos)
+        words, _ = self.txt_from_vis(words, tokens, context_pos=pos)
+        return tokens.view(B, h, w, C), words, weights
 
 
 def _heads(dim: int, wanted: int) -> int:

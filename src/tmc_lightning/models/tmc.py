@@ -91,7 +91,12 @@ class TMC(SegmentationNet):
         self.text = StagedTextEncoder(vocab_size=vocab_size, **cfg["text"])
         vis, txt = self.vision.channels, self.text.hidden_size
         self.mcm = (
-            nn.ModuleList(MCMStage(c, txt, cfg["mcm_heads"]) for c in vis) if mcm else None
+            nn.ModuleList(
+                MCMStage(c, txt, cfg["mcm_heads"], grid=-(-image_size // (4 << i)))
+                for i, c in enumerate(vis)
+            )
+            if mcm
+            else None
         )
         self.align_heads = (
             nn.ModuleList(AlignHead(c, txt, cfg["align_dim"]) for c in vis) if align else None
@@ -106,7 +111,6 @@ class TMC(SegmentationNet):
     def forward_features(self, image, input_ids=None, attention_mask=None, need_attention=False):
         if input_ids is None or attention_mask is None:
             raise ValueError("TMC needs input_ids and attention_mask (the tokenised prompt)")
-        B = image.shape[0]
         v = self.vision.embed(image)  # (B, H/4, W/4, C0)
         words = self.text.embed(input_ids)  # (B, T, D)
         word_attn = self.text.attention_bias(attention_mask)
@@ -114,16 +118,15 @@ class TMC(SegmentationNet):
         injections = []
         for i in range(4):
             v = self.vision.stage(i, v)
-            _, h, w, C = v.shape
             words = self.text.stage(i, words, word_attn)
-            tokens = v.reshape(B, h * w, C)  # (B, N_i, C_i)
             if self.align_heads is not None:  # taken before cross-attention (spec section 3)
-                out.align.append(self.align_heads[i](tokens.mean(1), words[:, 0]))
+                out.align.append(self.align_heads[i](v.mean((1, 2)), words[:, 0]))
             if self.mcm is not None:
-                tokens, words, weights = self.mcm[i](tokens, words, attention_mask, need_attention)
-                v = tokens.view(B, h, w, C)
+                v, words, weights = self.mcm[i](v, words, attention_mask, need_attention)
                 if weights is not None:  # (B, nh, N, T) -> (B, T, h, w)
-                    out.attentions.append(weights.mean(1).transpose(1, 2).reshape(B, -1, h, w))
+                    out.attentions.append(
+                        weights.mean(1).transpose(1, 2).unflatten(2, v.shape[1:3])
+                    )
             injections.append(self.inject[i](v).permute(0, 3, 1, 2))  # (B, inj_i, h, w)
         out.logits = self.segmenter(image, words, attention_mask, injections)
         return out

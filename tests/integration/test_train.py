@@ -1,0 +1,125 @@
+"""End-to-end: training runs, run folders, checkpoint reload, evaluation, determinism, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY, tiny_cfg
+from tmc_lightning.data.datamodule import build_datamodule
+from tmc_lightning.evaluate import CheckpointError, evaluate, load_module, read_checkpoint
+from tmc_lightning.module import SegmentationModule
+from tmc_lightning.train import run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("model", ["unet", "lvit", "tmc"])
+def test_fast_dev_run_each_model(cache_dir, tmp_path, model):
+    cfg = tiny_cfg(cache_dir, f"model={model}", "debug=fast_dev_run")
+    results = run(cfg, tmp_path)
+    assert results["model"]["name"] == model
+    assert results["model"]["params"] > 0 and results["model"]["gflops_per_image"] > 0
+    assert (tmp_path / "metrics.json").is_file()
+
+
+def test_run_folder_contents(trained_tiny):
+    run_dir, results = trained_tiny["run_dir"], trained_tiny["results"]
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "tokenizer.json").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert Path(results["best_checkpoint"]).is_file()
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert {"dice", "iou", "dice_global", "iou_global"} <= set(saved[split])
+    assert saved["dataset"]["name"] == "synthetic" and saved["dataset"]["sizes"]["test"] == 16
+    assert saved["model"]["params"] > 0 and "git_commit" in saved
+    assert (run_dir / "logs" / "metrics.csv").is_file()
+
+
+def test_tiny_model_learns_something(trained_tiny):
+    assert trained_tiny["results"]["val"]["dice"] > 0.3
+
+
+def test_checkpoint_reloads_alone(trained_tiny):
+    ckpt = trained_tiny["results"]["best_checkpoint"]
+    module = SegmentationModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    assert module.hparams.model_name == "tmc"
+    mine, _ = load_module(ckpt)
+    for (n, a), (_, b) in zip(module.state_dict().items(), mine.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=n)
+
+
+def test_evaluate_reproduces_training_metrics(trained_tiny, tmp_path):
+    results = trained_tiny["results"]
+    out = evaluate(results["best_checkpoint"], ["val", "test"], out=str(tmp_path / "eval.json"))
+    assert out["test"]["dice"] == pytest.approx(results["test"]["dice"], abs=1e-6)
+    assert out["val"]["dice_global"] == pytest.approx(results["val"]["dice_global"], abs=1e-6)
+    assert json.loads((tmp_path / "eval.json").read_text())["test"]["dice"] == out["test"]["dice"]
+
+
+def test_changing_the_text_changes_the_mask(trained_tiny):
+    module, ckpt = load_module(trained_tiny["results"]["best_checkpoint"])
+    dm = build_datamodule("synthetic", **{k: v for k, v in ckpt["datamodule_hyper_parameters"].items()})
+    dm.load_state_dict(ckpt["SyntheticDataModule"])
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    from tmc_lightning.data.tokenization import encode
+
+    texts = ["Unilateral pulmonary infection, one infected area, upper left lung."] * 4
+    other = ["Unilateral pulmonary infection, one infected area, lower right lung."] * 4
+    image = batch["image"][:4]
+    with torch.no_grad():
+        a = module(image, *encode(dm.tokenizer, texts, 24)) > 0
+        b = module(image, *encode(dm.tokenizer, other, 24)) > 0
+    assert (a != b).float().mean() > 0.001
+
+
+def test_unsafe_or_missing_checkpoint_is_refused(tmp_path, trained_tiny):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "nope.ckpt")
+    ckpt = torch.load(trained_tiny["results"]["best_checkpoint"], weights_only=True)
+    ckpt["hyper_parameters"]["model_name"] = "os.system"
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match="not registered"):
+        read_checkpoint(bad)
+
+
+def _metrics(run_dir: Path) -> dict:
+    data = json.loads((run_dir / "metrics.json").read_text())
+    return {"val": data["val"], "test": data["test"]}
+
+
+RESUME = ["trainer.max_epochs=3", "dataset.n_train=160", "dataset.batch_size=4", "seed=7"]
+
+
+def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
+    first = run(tiny_cfg(cache_dir, *RESUME), tmp_path / "a")
+    second = run(tiny_cfg(cache_dir, *RESUME), tmp_path / "b")
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    assert first["epochs_trained"] == 3
+
+    # Kill a run with SIGKILL during its second epoch, then resume from last.ckpt.
+    killed = tmp_path / "killed"
+    env = {**os.environ, "TMC_CACHE_DIR": str(cache_dir)}
+    cmd = [sys.executable, "-m", "tmc_lightning.train", *TINY, *RESUME,
+           f"dataset.cache_dir={cache_dir}", f"hydra.run.dir={killed}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the second epoch
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists()
+    resumed = run(tiny_cfg(cache_dir, *RESUME, f"ckpt_path={last}"), tmp_path / "ignored")
+    assert Path(resumed["run_dir"]) == killed
+    assert _metrics(killed) == _metrics(tmp_path / "a")

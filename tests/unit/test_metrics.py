@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU, per_image_scores
+
+
+def logits_from(mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.bool(), 5.0, -5.0)
+
+
+def masks(*rows: list[list[int]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)[:, None]  # (B, 1, H, W)
+
+
+def test_per_image_dice_iou_hand_made():
+    pred = masks([[1, 1], [0, 0]])
+    gt = masks([[1, 0], [0, 0]])
+    dice, iou = per_image_scores(logits_from(pred), gt)
+    assert dice.item() == pytest.approx(2 * 1 / (2 + 1))
+    assert iou.item() == pytest.approx(1 / 2)
+
+
+def test_empty_prediction_and_empty_target_conventions():
+    empty, full = masks([[0, 0], [0, 0]]), masks([[1, 1], [1, 1]])
+    assert per_image_scores(logits_from(empty), empty)[0].item() == 1.0  # both empty: 1
+    assert per_image_scores(logits_from(empty), full)[0].item() == 0.0  # missed everything
+    assert per_image_scores(logits_from(full), empty)[1].item() == 0.0  # all false positives
+
+
+def test_per_image_vs_global_protocols_differ():
+    # image 1: perfect on a large lesion; image 2: misses a small lesion entirely.
+    pred = torch.zeros(2, 1, 4, 4)
+    gt = torch.zeros(2, 1, 4, 4)
+    gt[0, :, :3, :3] = 1
+    pred[0, :, :3, :3] = 1
+    gt[1, :, 0, 0] = 1
+    per_image, glob = PerImageDiceIoU(), GlobalDiceIoU()
+    per_image.update(logits_from(pred), gt)
+    glob.update(logits_from(pred), gt)
+    assert per_image.compute()["dice"].item() == pytest.approx(0.5)
+    # global: tp=9, fp=0, fn=1 -> 18/19
+    assert glob.compute()["dice_global"].item() == pytest.approx(18 / 19)
+    assert glob.compute()["iou_global"].item() == pytest.approx(9 / 10)
+
+
+def test_metric_accumulates_over_batches_like_one_batch():
+    torch.manual_seed(0)
+    logits, gt = torch.randn(6, 1, 8, 8), (torch.rand(6, 1, 8, 8) > 0.6).float()
+    whole, parts = PerImageDiceIoU(), PerImageDiceIoU()
+    whole.update(logits, gt)
+    parts.update(logits[:2], gt[:2])
+    parts.update(logits[2:], gt[2:])
+    assert whole.compute()["dice"].item() == pytest.approx(parts.compute()["dice"].item())

@@ -1,0 +1,167 @@
+"""TMC, LViT and UNet: shapes, gradients, masking, ablation switches, encoder loading."""
+
+import time
+
+import pytest
+import torch
+
+from tmc_lightning.models import build_model
+from tmc_lightning.models.hub import EncoderUnavailableError
+
+VOCAB = 60
+
+
+def inputs(batch=2, size=64, words=24, valid=9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(batch, 3, size, size, generator=g)
+    ids = torch.randint(5, VOCAB, (batch, words), generator=g)
+    mask = torch.zeros(batch, words, dtype=torch.long)
+    mask[:, :valid] = 1
+    ids[:, valid:] = 0
+    return image, ids, mask
+
+
+def tiny(name="tmc", **kw):
+    torch.manual_seed(0)
+    if name == "unet":
+        return build_model("unet", preset="tiny", **kw)
+    return build_model(name, preset="tiny", image_size=64, vocab_size=VOCAB, **kw)
+
+
+@pytest.mark.parametrize("name", ["unet", "lvit", "tmc"])
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_output_shape_per_preset(name, preset):
+    kw = {} if name == "unet" else {"image_size": 64, "vocab_size": VOCAB}
+    model = build_model(name, preset=preset, **kw).eval()
+    image, ids, mask = inputs()
+    assert model(image, ids, mask).shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("name", ["unet", "lvit", "tmc"])
+def test_every_trainable_parameter_gets_a_gradient(name):
+    model = tiny(name)
+    image, ids, mask = inputs(batch=3)
+    out = model.forward_features(image, ids, mask)
+    loss = out.logits.mean() + sum((f.z_v * f.z_l).sum() * f.log_temperature + f.bias for f in out.align)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert not missing, f"no gradient for {missing[:10]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_frozen_text_encoder_gets_no_gradient():
+    model = tiny("tmc", text={"freeze": True})
+    image, ids, mask = inputs()
+    model(image, ids, mask).mean().backward()
+    text_params = list(model.text.parameters())
+    assert text_params and all(not p.requires_grad and p.grad is None for p in text_params)
+    assert all(p.grad is not None for p in model.segmenter.parameters())
+
+
+@pytest.mark.parametrize("name", ["lvit", "tmc"])
+def test_padded_tokens_do_not_change_the_output(name):
+    model = tiny(name).eval()
+    image, ids, mask = inputs()
+    other = ids.clone()
+    other[:, 9:] = torch.randint(5, VOCAB, other[:, 9:].shape)  # garbage where the mask is 0
+    with torch.no_grad():
+        a, b = model(image, ids, mask), model(image, other, mask)
+    torch.testing.assert_close(a, b)
+    with torch.no_grad():  # while a real word does change it
+        changed = ids.clone()
+        changed[:, 3] = (changed[:, 3] + 1) % VOCAB
+        assert not torch.allclose(a, model(image, changed, mask))
+
+
+def _names(model):
+    return {n for n, _ in model.named_parameters()}
+
+
+def test_mcm_false_removes_exactly_the_cross_attention():
+    full, no_mcm = tiny("tmc"), tiny("tmc", mcm=False)
+    removed = _names(full) - _names(no_mcm)
+    assert removed and all(n.startswith("mcm.") for n in removed)
+    assert _names(no_mcm) <= _names(full)
+    assert sum(p.numel() for p in full.mcm.parameters()) == (
+        sum(p.numel() for p in full.parameters()) - sum(p.numel() for p in no_mcm.parameters())
+    )
+
+
+def test_align_false_removes_exactly_the_alignment_heads():
+    full, no_align = tiny("tmc"), tiny("tmc", align=False)
+    removed = _names(full) - _names(no_align)
+    assert removed and all(n.startswith("align_heads.") for n in removed)
+    assert _names(no_align) <= _names(full)
+    image, ids, mask = inputs()
+    assert len(full.forward_features(image, ids, mask).align) == 4
+    assert no_align.forward_features(image, ids, mask).align == []
+
+
+def test_attention_maps_per_stage_and_word():
+    model = tiny("tmc").eval()
+    image, ids, mask = inputs(valid=9)
+    with torch.no_grad():
+        out = model.forward_features(image, ids, mask, need_attention=True)
+    assert [tuple(a.shape) for a in out.attentions] == [(2, 24, 16, 16), (2, 24, 8, 8), (2, 24, 4, 4), (2, 24, 2, 2)]
+    for a in out.attentions:
+        flat = a.flatten(2)  # (B, T, N): each visual token's weights over words sum to 1
+        torch.testing.assert_close(flat.sum(1), torch.ones_like(flat.sum(1)))
+        assert flat[:, 9:].abs().max() == 0  # padded words get no attention
+    with torch.no_grad():
+        torch.testing.assert_close(out.logits, model(image, ids, mask))
+
+
+def test_paper_preset_builds_with_random_weights_and_runs_forward():
+    bert_base = {"name": None, "pretrained": False, "hidden_size": 768, "num_hidden_layers": 12,
+                 "num_attention_heads": 12, "intermediate_size": 3072}
+    model = build_model("tmc", preset="paper", image_size=224, vocab_size=30522,
+                        vision={"pretrained": False}, text=bert_base).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 130e6 < n_params < 260e6  # Swin-T (28M) + BERT-base (110M) + dual-U and MCM
+    assert model.vision.channels == [96, 192, 384, 768]
+    image, ids, mask = inputs(batch=1, size=224, words=24)
+    ids = ids.clamp(max=30521)
+    with torch.no_grad():
+        assert model(image, ids, mask).shape == (1, 1, 224, 224)
+
+
+def test_local_directory_text_encoder_and_tokenizer(tmp_path):
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
+
+    tok = build_wordpiece(["Unilateral pulmonary infection, one infected area, lower left lung."])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast.save_pretrained(tmp_path)
+    torch.manual_seed(1)
+    bert = BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=4,
+                                num_attention_heads=2, intermediate_size=64), add_pooling_layer=False)
+    bert.save_pretrained(tmp_path)
+
+    model = build_model("tmc", preset="tiny", image_size=64, text={"name": str(tmp_path), "pretrained": True})
+    torch.testing.assert_close(
+        model.text.model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight
+    )
+    loaded = load_pretrained(str(tmp_path))
+    ids, mask = encode(loaded, ["lower left lung"], 24)
+    assert ids[0, 0] == loaded.token_to_id("[CLS]") and mask.sum() == 5
+    image = torch.randn(1, 3, 64, 64)
+    assert model(image, ids, mask).shape == (1, 1, 64, 64)
+
+
+def test_offline_hub_name_fails_fast_with_instructions(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.time()
+    with pytest.raises(EncoderUnavailableError) as err:
+        build_model("tmc", preset="tiny", image_size=64, text={"name": "bert-base-uncased", "pretrained": True})
+    assert time.time() - start < 15
+    msg = str(err.value)
+    assert "bert-base-uncased" in msg and "model.text.name" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_missing_local_directory_is_a_clear_error(tmp_path):
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    with pytest.raises(EncoderUnavailableError, match="local directory"):
+        build_model("tmc", preset="tiny", image_size=64, text={"name": str(empty), "pretrained": True})
