@@ -20,11 +20,12 @@ from tmc_lightning.module import SegmentationModule
 from tmc_lightning.utils import CONF_DIR, git_commit, model_report, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.train")
-DATA_ONLY_KEYS = ("name", "lr", "preset")
+# Dataset-config keys that are training recipe, not DataModule arguments.
+RECIPE_KEYS = ("name", "lr", "preset", "dice_weight", "align_weight")
 
 
 def make_datamodule(dataset_cfg: dict[str, Any], tokenizer: str | None) -> TextSegDataModule:
-    kwargs = {k: v for k, v in dataset_cfg.items() if k not in DATA_ONLY_KEYS}
+    kwargs = {k: v for k, v in dataset_cfg.items() if k not in RECIPE_KEYS}
     if tokenizer is not None and not kwargs.get("tokenizer"):
         kwargs["tokenizer"] = tokenizer
     return build_datamodule(dataset_cfg["name"], **kwargs)
@@ -60,6 +61,7 @@ def tokenizer_for(cfg: DictConfig) -> str | None:
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    """Callbacks and loggers from config; a resumed run logs to a fresh ``logs-resumeN`` folder."""
     cb_cfg = cfg.callbacks
     ckpt = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", monitor=cb_cfg.checkpoint.monitor, mode=cb_cfg.checkpoint.mode,
@@ -74,7 +76,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         callbacks.append(RichProgressBar())
     if cb_cfg.lr_monitor:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="logs")] if cfg.logger.csv else []
+    version = "logs"
+    if cfg.ckpt_path:  # keep the interrupted run's logs
+        version = next(f"logs-resume{i}" for i in range(1, 1000) if not (run_dir / f"logs-resume{i}").exists())
+    loggers = [CSVLogger(save_dir=str(run_dir), name="", version=version)] if cfg.logger.csv else []
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     return L.Trainer(
         default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, **trainer_kwargs

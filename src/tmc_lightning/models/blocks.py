@@ -88,3 +88,20 @@ class UNetDecoder(nn.Module):
         for i in reversed(range(4)):
             d = self.ups[i](d, skips[i])
         return self.head(d)
+
+
+def sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position code (dim, h, w) of unit scale.
+
+    Used to initialise learned position embeddings, so positions matter from the first step
+    instead of growing slowly out of a near-zero initialisation.
+    """
+    quarter = max(dim // 4, 1)
+    freq = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    ang_y = ys[None] * freq[:, None, None] * 2 * torch.pi * 4  # (quarter, h, w)
+    ang_x = xs[None] * freq[:, None, None] * 2 * torch.pi * 4
+    code = torch.cat([ang_y.sin(), ang_y.cos(), ang_x.sin(), ang_x.cos()])[:dim]
+    if code.shape[0] < dim:
+        code = torch.cat([code, torch.zeros(dim - code.shape[0], h, w)])
+    return code

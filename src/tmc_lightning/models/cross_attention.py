@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tmc_lightning.models.blocks import Mlp
+from tmc_lightning.models.blocks import Mlp, sincos_2d
 
 
 class CrossAttentionBlock(nn.Module):
@@ -81,8 +81,7 @@ class MCMStage(nn.Module):
         self, vis_dim: int, txt_dim: int, num_heads: int, grid: int, mlp_ratio: float = 2.0
     ) -> None:
         super().__init__()
-        self.pos = nn.Parameter(torch.zeros(1, vis_dim, grid, grid))  # visual positions
-        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.pos = nn.Parameter(sincos_2d(vis_dim, grid, grid)[None])  # (1, Cv, g, g)
         self.vis_from_txt = CrossAttentionBlock(vis_dim, txt_dim, _heads(vis_dim, num_heads), mlp_ratio)
         self.txt_from_vis = CrossAttentionBlock(txt_dim, vis_dim, _heads(txt_dim, num_heads), mlp_ratio)
 

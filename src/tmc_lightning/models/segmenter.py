@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tmc_lightning.models.blocks import ConvBlock, TransformerBlock, UNetDecoder, unet_widths
+from tmc_lightning.models.blocks import sincos_2d, ConvBlock, TransformerBlock, UNetDecoder, unet_widths
 
 PATCH = 16  # the ViT token grid is image_size / PATCH on every scale
 
@@ -40,8 +40,8 @@ class ViTStage(nn.Module):
     def __init__(self, in_ch: int, dim: int, patch: int, num_tokens: int, depth: int, heads: int) -> None:
         super().__init__()
         self.embed = nn.Conv2d(in_ch, dim, patch, stride=patch)
-        self.pos = nn.Parameter(torch.zeros(1, num_tokens, dim))
-        nn.init.trunc_normal_(self.pos, std=0.02)
+        grid = int(round(num_tokens**0.5))
+        self.pos = nn.Parameter(sincos_2d(dim, grid, grid).flatten(1).T[None])  # (1, N, dim)
         self.blocks = nn.Sequential(*(TransformerBlock(dim, heads) for _ in range(depth)))
 
     def forward(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
