@@ -55,7 +55,11 @@ def trained_tiny(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
     run_dir = tmp_path_factory.mktemp("trained_tiny")
     cfg = tiny_cfg(
-        cache_dir, "trainer.max_epochs=6", "dataset.n_train=160", "dataset.lr=2e-3", "dataset.augment=false"
+        cache_dir,
+        "trainer.max_epochs=6",
+        "dataset.n_train=160",
+        "dataset.lr=2e-3",
+        "dataset.augment=false",
     )
     results = run(cfg, run_dir)
     return {"run_dir": run_dir, "results": results, "cfg": cfg}

@@ -38,9 +38,13 @@ def cpu_line() -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", nargs="+", default=["tmc", "lvit", "unet"])
-    ap.add_argument("--epochs", type=int, default=None, help="trainer.max_epochs (default: the config's)")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="trainer.max_epochs (default: the config's)"
+    )
     ap.add_argument("--out", default=str(REPO / "outputs" / "synthetic_benchmark"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = ap.parse_args()
@@ -48,8 +52,15 @@ def main() -> int:
     rows = []
     for model in args.models:
         run_dir = Path(args.out) / model
-        cmd = [sys.executable, "-m", "tmc_lightning.train", f"model={model}", f"hydra.run.dir={run_dir}",
-               "callbacks.rich_progress=false", *args.overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tmc_lightning.train",
+            f"model={model}",
+            f"hydra.run.dir={run_dir}",
+            "callbacks.rich_progress=false",
+            *args.overrides,
+        ]
         if args.epochs:
             cmd.append(f"trainer.max_epochs={args.epochs}")
         print("+", " ".join(cmd[1:]), flush=True)
@@ -58,13 +69,24 @@ def main() -> int:
         wall = time.time() - start
         m = json.loads((run_dir / "metrics.json").read_text())
         curve = val_curve(run_dir / "logs" / "metrics.csv", m["epochs_trained"])
-        rows.append({"model": model, "wall_s": round(wall, 1), "epochs": m["epochs_trained"],
-                     "params": m["model"]["params"], "gflops": m["model"]["gflops_per_image"],
-                     "val": m["val"], "test": m["test"], "val_curve": curve})
+        rows.append(
+            {
+                "model": model,
+                "wall_s": round(wall, 1),
+                "epochs": m["epochs_trained"],
+                "params": m["model"]["params"],
+                "gflops": m["model"]["gflops_per_image"],
+                "val": m["val"],
+                "test": m["test"],
+                "val_curve": curve,
+            }
+        )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = "python experiments/synthetic_benchmark/run.py " + " ".join(sys.argv[1:])
-    (RESULTS / "synthetic_benchmark.json").write_text(json.dumps({"command": command, "machine": cpu_line(), "runs": rows}, indent=2))
+    (RESULTS / "synthetic_benchmark.json").write_text(
+        json.dumps({"command": command, "machine": cpu_line(), "runs": rows}, indent=2)
+    )
     lines = [
         "# Synthetic text-guided benchmark (same budget per model)",
         "",

@@ -31,11 +31,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load with ``weights_only=True`` and check that the model is a registered name."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt_path=<run>/checkpoints/<file>.ckpt")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; pass ckpt_path=<run>/checkpoints/<file>.ckpt"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "refuse"
-        raise CheckpointError(f"refusing checkpoint {path}: it cannot be loaded safely ({err})") from None
+        raise CheckpointError(
+            f"refusing checkpoint {path}: it cannot be loaded safely ({err})"
+        ) from None
     hp = ckpt.get("hyper_parameters", {})
     name = hp.get("model_name")
     if name not in list_models():
@@ -66,31 +70,54 @@ def load_datamodule(ckpt: dict[str, Any], data_root: str | None = None) -> TextS
     raise CheckpointError("checkpoint holds no DataModule state (was it written by tmc-train?)")
 
 
-def evaluate(ckpt_path: str, splits: list[str], out: str | None = None, data_root: str | None = None,
-             accelerator: str = "cpu", precision: str = "32-true") -> dict[str, Any]:
+def evaluate(
+    ckpt_path: str,
+    splits: list[str],
+    out: str | None = None,
+    data_root: str | None = None,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+) -> dict[str, Any]:
     module, ckpt = load_module(ckpt_path)
     dm = load_datamodule(ckpt, data_root)
-    trainer = L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
     results: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve())}
     for split in splits:
         run = {"val": trainer.validate, "test": trainer.test}.get(split)
         if run is None:
             raise ValueError(f"splits: {split!r} is not one of val, test")
         metrics = run(module, datamodule=dm, verbose=False)[0]
-        results[split] = {k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{split}/")}
+        results[split] = {
+            k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{split}/")
+        }
     results["dataset"] = dm.identity()
-    path = Path(out) if out else Path(ckpt_path).resolve().parent.parent / f"eval_{Path(ckpt_path).stem}.json"
+    path = (
+        Path(out)
+        if out
+        else Path(ckpt_path).resolve().parent.parent / f"eval_{Path(ckpt_path).stem}.json"
+    )
     write_json_atomic(path, results)
     for split in splits:
-        print(f"{split}/dice={results[split]['dice']:.6f} {split}/dice_global={results[split]['dice_global']:.6f}")
+        print(
+            f"{split}/dice={results[split]['dice']:.6f} {split}/dice_global={results[split]['dice_global']:.6f}"
+        )
     print(f"wrote {path}")
     return results
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg.ckpt_path, list(cfg.splits), cfg.out, cfg.data_root, cfg.accelerator, cfg.precision)
+    evaluate(
+        cfg.ckpt_path, list(cfg.splits), cfg.out, cfg.data_root, cfg.accelerator, cfg.precision
+    )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ def sigmoid_alignment_loss(feats: AlignFeatures, same_text: torch.Tensor) -> tor
     return -F.logsigmoid(y * logits).sum() / z_v.shape[0]
 
 
-def multi_stage_alignment_loss(stages: list[AlignFeatures], same_text: torch.Tensor) -> torch.Tensor:
+def multi_stage_alignment_loss(
+    stages: list[AlignFeatures], same_text: torch.Tensor
+) -> torch.Tensor:
     """Mean of :func:`sigmoid_alignment_loss` over the stages."""
     return torch.stack([sigmoid_alignment_loss(f, same_text) for f in stages]).mean()

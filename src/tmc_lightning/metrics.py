@@ -15,7 +15,9 @@ def binarize(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, 
     return (logits > 0).flatten(1), (target > 0.5).flatten(1)
 
 
-def per_image_scores(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def per_image_scores(
+    logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image foreground Dice and IoU (B,); empty prediction and empty target score 1."""
     p, g = binarize(logits, target)
     inter = (p & g).sum(1).double()

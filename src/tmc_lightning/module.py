@@ -39,19 +39,28 @@ class SegmentationModule(L.LightningModule):
         self.save_hyperparameters()
         self.model = build_model(model_name, **(model_kwargs or {}))
         self.metrics = torch.nn.ModuleDict(
-            {f"{s}_{kind}": cls() for s in ("val", "test") for kind, cls in
-             (("image", PerImageDiceIoU), ("global", GlobalDiceIoU))}
+            {
+                f"{s}_{kind}": cls()
+                for s in ("val", "test")
+                for kind, cls in (("image", PerImageDiceIoU), ("global", GlobalDiceIoU))
+            }
         )
 
     def forward(self, image, input_ids=None, attention_mask=None) -> torch.Tensor:
         return self.model(image, input_ids, attention_mask)
 
-    def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        out = self.model.forward_features(batch["image"], batch["input_ids"], batch["attention_mask"])
+    def _step(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        out = self.model.forward_features(
+            batch["image"], batch["input_ids"], batch["attention_mask"]
+        )
         losses = {"task": task_loss(out.logits, batch["mask"], self.hparams.dice_weight)}
         loss = losses["task"]
         if out.align and self.hparams.align_weight > 0:
-            losses["align"] = multi_stage_alignment_loss(out.align, same_text_matrix(batch["input_ids"]))
+            losses["align"] = multi_stage_alignment_loss(
+                out.align, same_text_matrix(batch["input_ids"])
+            )
             loss = loss + self.hparams.align_weight * losses["align"]
         return loss, losses, out.logits
 
@@ -100,7 +109,9 @@ class SegmentationModule(L.LightningModule):
         if hp.scheduler == "none":
             return {"optimizer": opt}
         if hp.scheduler != "cosine":
-            raise ValueError(f"optim.scheduler={hp.scheduler!r} is not supported; use cosine or none")
+            raise ValueError(
+                f"optim.scheduler={hp.scheduler!r} is not supported; use cosine or none"
+            )
         warm, total, floor = hp.warmup_epochs, max(hp.max_epochs, 1), hp.min_lr_ratio
 
         def factor(epoch: int) -> float:

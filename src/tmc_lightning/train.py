@@ -10,7 +10,12 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,11 +42,18 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
     if model_class(name).uses_text:
         model_cfg["vocab_size"] = dm.vocab_size
     module = SegmentationModule(
-        model_name=name, model_kwargs=model_cfg,
-        dice_weight=cfg.loss.dice_weight, align_weight=cfg.loss.align_weight,
-        optimizer=cfg.optim.name, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-        scheduler=cfg.optim.scheduler, warmup_epochs=cfg.optim.warmup_epochs,
-        max_epochs=cfg.trainer.max_epochs, min_lr_ratio=cfg.optim.min_lr_ratio, seed=cfg.seed,
+        model_name=name,
+        model_kwargs=model_cfg,
+        dice_weight=cfg.loss.dice_weight,
+        align_weight=cfg.loss.align_weight,
+        optimizer=cfg.optim.name,
+        lr=cfg.optim.lr,
+        weight_decay=cfg.optim.weight_decay,
+        scheduler=cfg.optim.scheduler,
+        warmup_epochs=cfg.optim.warmup_epochs,
+        max_epochs=cfg.trainer.max_epochs,
+        min_lr_ratio=cfg.optim.min_lr_ratio,
+        seed=cfg.seed,
     )
     if hasattr(module.model, "checkpoint_kwargs"):
         # Store kwargs that rebuild the architecture offline; weights come from the state dict.
@@ -64,9 +76,13 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """Callbacks and loggers from config; a resumed run logs to a fresh ``logs-resumeN`` folder."""
     cb_cfg = cfg.callbacks
     ckpt = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", monitor=cb_cfg.checkpoint.monitor, mode=cb_cfg.checkpoint.mode,
-        save_top_k=cb_cfg.checkpoint.save_top_k, save_last=cb_cfg.checkpoint.save_last,
-        filename="best-epoch{epoch:03d}-dice{val/dice:.4f}", auto_insert_metric_name=False,
+        dirpath=run_dir / "checkpoints",
+        monitor=cb_cfg.checkpoint.monitor,
+        mode=cb_cfg.checkpoint.mode,
+        save_top_k=cb_cfg.checkpoint.save_top_k,
+        save_last=cb_cfg.checkpoint.save_last,
+        filename="best-epoch{epoch:03d}-dice{val/dice:.4f}",
+        auto_insert_metric_name=False,
     )
     callbacks: list[L.Callback] = [ckpt]
     if cb_cfg.early_stopping:
@@ -78,11 +94,16 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     version = "logs"
     if cfg.ckpt_path:  # keep the interrupted run's logs
-        version = next(f"logs-resume{i}" for i in range(1, 1000) if not (run_dir / f"logs-resume{i}").exists())
+        version = next(
+            f"logs-resume{i}" for i in range(1, 1000) if not (run_dir / f"logs-resume{i}").exists()
+        )
     loggers = [CSVLogger(save_dir=str(run_dir), name="", version=version)] if cfg.logger.csv else []
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     return L.Trainer(
-        default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False, **trainer_kwargs
+        default_root_dir=str(run_dir),
+        callbacks=callbacks,
+        logger=loggers or False,
+        **trainer_kwargs,
     )
 
 
@@ -101,8 +122,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     (run_dir / "tokenizer.json").write_text(dm.build_tokenizer().to_str())
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     report = model_report(module.model, cfg.dataset.image_size, cfg.max_words)
-    log.info("model %s: %.2fM parameters (%.2fM trainable), %.2f GFLOPs per image (forward)",
-             cfg.model.name, report["params"] / 1e6, report["trainable_params"] / 1e6, report["gflops_per_image"])
+    log.info(
+        "model %s: %.2fM parameters (%.2fM trainable), %.2f GFLOPs per image (forward)",
+        cfg.model.name,
+        report["params"] / 1e6,
+        report["trainable_params"] / 1e6,
+        report["gflops_per_image"],
+    )
 
     trainer = make_trainer(cfg, run_dir)
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
@@ -123,10 +149,16 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results["wall_time_s"] = round(time.time() - start, 1)
     write_json_atomic(run_dir / "metrics.json", results)
     if "test" in results:
-        log.info("final val Dice %.4f | test Dice %.4f (per-image) | test Dice %.4f (global)",
-                 results["val"]["dice"], results["test"]["dice"], results["test"]["dice_global"])
-        print(f"val/dice={results['val']['dice']:.4f} test/dice={results['test']['dice']:.4f} "
-              f"test/dice_global={results['test']['dice_global']:.4f}  run folder: {run_dir}")
+        log.info(
+            "final val Dice %.4f | test Dice %.4f (per-image) | test Dice %.4f (global)",
+            results["val"]["dice"],
+            results["test"]["dice"],
+            results["test"]["dice_global"],
+        )
+        print(
+            f"val/dice={results['val']['dice']:.4f} test/dice={results['test']['dice']:.4f} "
+            f"test/dice_global={results['test']['dice_global']:.4f}  run folder: {run_dir}"
+        )
     return results
 
 

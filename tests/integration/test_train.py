@@ -65,7 +65,9 @@ def test_evaluate_reproduces_training_metrics(trained_tiny, tmp_path):
 
 def test_changing_the_text_changes_the_mask(trained_tiny):
     module, ckpt = load_module(trained_tiny["results"]["best_checkpoint"])
-    dm = build_datamodule("synthetic", **{k: v for k, v in ckpt["datamodule_hyper_parameters"].items()})
+    dm = build_datamodule(
+        "synthetic", **{k: v for k, v in ckpt["datamodule_hyper_parameters"].items()}
+    )
     dm.load_state_dict(ckpt["SyntheticDataModule"])
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
@@ -101,16 +103,25 @@ RESUME = ["trainer.max_epochs=3", "dataset.n_train=160", "dataset.batch_size=4",
 
 def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
     first = run(tiny_cfg(cache_dir, *RESUME), tmp_path / "a")
-    second = run(tiny_cfg(cache_dir, *RESUME), tmp_path / "b")
+    run(tiny_cfg(cache_dir, *RESUME), tmp_path / "b")
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
     assert first["epochs_trained"] == 3
 
     # Kill a run with SIGKILL during its second epoch, then resume from last.ckpt.
     killed = tmp_path / "killed"
     env = {**os.environ, "TMC_CACHE_DIR": str(cache_dir)}
-    cmd = [sys.executable, "-m", "tmc_lightning.train", *TINY, *RESUME,
-           f"dataset.cache_dir={cache_dir}", f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tmc_lightning.train",
+        *TINY,
+        *RESUME,
+        f"dataset.cache_dir={cache_dir}",
+        f"hydra.run.dir={killed}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:

@@ -9,7 +9,9 @@ from tests.conftest import compose_cfg
 from tmc_lightning.models.registry import list_models, model_class
 from tmc_lightning.utils import CONF_DIR
 
-GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+GROUPS = {
+    p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in Path(CONF_DIR).iterdir() if p.is_dir()
+}
 CASES = [(g, o) for g, options in sorted(GROUPS.items()) for o in options]
 
 

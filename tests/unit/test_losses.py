@@ -12,7 +12,9 @@ from tmc_lightning.models.base import AlignFeatures
 
 
 def feats(z_v, z_l, t=2.3, b=-2.0):
-    return AlignFeatures(F.normalize(z_v, dim=-1), F.normalize(z_l, dim=-1), torch.tensor(t), torch.tensor(b))
+    return AlignFeatures(
+        F.normalize(z_v, dim=-1), F.normalize(z_l, dim=-1), torch.tensor(t), torch.tensor(b)
+    )
 
 
 def test_alignment_lower_for_matched_than_shuffled_pairs():
@@ -47,7 +49,9 @@ def test_alignment_loss_formula_by_hand():
     y = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
     expected = -F.logsigmoid(y * s).sum() / 2
     assert torch.isclose(loss, expected)
-    assert torch.isclose(multi_stage_alignment_loss([AlignFeatures(z_v, z_l, t, b)] * 3, same), expected)
+    assert torch.isclose(
+        multi_stage_alignment_loss([AlignFeatures(z_v, z_l, t, b)] * 3, same), expected
+    )
 
 
 def test_task_loss_is_bce_plus_weighted_dice():

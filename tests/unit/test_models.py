@@ -42,9 +42,15 @@ def test_every_trainable_parameter_gets_a_gradient(name):
     model = tiny(name)
     image, ids, mask = inputs(batch=3)
     out = model.forward_features(image, ids, mask)
-    loss = out.logits.mean() + sum((f.z_v * f.z_l).sum() * f.log_temperature + f.bias for f in out.align)
+    loss = out.logits.mean() + sum(
+        (f.z_v * f.z_l).sum() * f.log_temperature + f.bias for f in out.align
+    )
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert not missing, f"no gradient for {missing[:10]}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
@@ -102,7 +108,12 @@ def test_attention_maps_per_stage_and_word():
     image, ids, mask = inputs(valid=9)
     with torch.no_grad():
         out = model.forward_features(image, ids, mask, need_attention=True)
-    assert [tuple(a.shape) for a in out.attentions] == [(2, 24, 16, 16), (2, 24, 8, 8), (2, 24, 4, 4), (2, 24, 2, 2)]
+    assert [tuple(a.shape) for a in out.attentions] == [
+        (2, 24, 16, 16),
+        (2, 24, 8, 8),
+        (2, 24, 4, 4),
+        (2, 24, 2, 2),
+    ]
     for a in out.attentions:
         flat = a.flatten(2)  # (B, T, N): each visual token's weights over words sum to 1
         torch.testing.assert_close(flat.sum(1), torch.ones_like(flat.sum(1)))
@@ -112,10 +123,22 @@ def test_attention_maps_per_stage_and_word():
 
 
 def test_paper_preset_builds_with_random_weights_and_runs_forward():
-    bert_base = {"name": None, "pretrained": False, "hidden_size": 768, "num_hidden_layers": 12,
-                 "num_attention_heads": 12, "intermediate_size": 3072}
-    model = build_model("tmc", preset="paper", image_size=224, vocab_size=30522,
-                        vision={"pretrained": False}, text=bert_base).eval()
+    bert_base = {
+        "name": None,
+        "pretrained": False,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    }
+    model = build_model(
+        "tmc",
+        preset="paper",
+        image_size=224,
+        vocab_size=30522,
+        vision={"pretrained": False},
+        text=bert_base,
+    ).eval()
     n_params = sum(p.numel() for p in model.parameters())
     assert 130e6 < n_params < 260e6  # Swin-T (28M) + BERT-base (110M) + dual-U and MCM
     assert model.vision.channels == [96, 192, 384, 768]
@@ -131,15 +154,31 @@ def test_local_directory_text_encoder_and_tokenizer(tmp_path):
     from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
 
     tok = build_wordpiece(["Unilateral pulmonary infection, one infected area, lower left lung."])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     fast.save_pretrained(tmp_path)
     torch.manual_seed(1)
-    bert = BertModel(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=4,
-                                num_attention_heads=2, intermediate_size=64), add_pooling_layer=False)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tok.get_vocab_size(),
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
+        add_pooling_layer=False,
+    )
     bert.save_pretrained(tmp_path)
 
-    model = build_model("tmc", preset="tiny", image_size=64, text={"name": str(tmp_path), "pretrained": True})
+    model = build_model(
+        "tmc", preset="tiny", image_size=64, text={"name": str(tmp_path), "pretrained": True}
+    )
     torch.testing.assert_close(
         model.text.model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight
     )
@@ -154,7 +193,12 @@ def test_offline_hub_name_fails_fast_with_instructions(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.time()
     with pytest.raises(EncoderUnavailableError) as err:
-        build_model("tmc", preset="tiny", image_size=64, text={"name": "bert-base-uncased", "pretrained": True})
+        build_model(
+            "tmc",
+            preset="tiny",
+            image_size=64,
+            text={"name": "bert-base-uncased", "pretrained": True},
+        )
     assert time.time() - start < 15
     msg = str(err.value)
     assert "bert-base-uncased" in msg and "model.text.name" in msg and "HF_HUB_OFFLINE" in msg
@@ -164,4 +208,6 @@ def test_missing_local_directory_is_a_clear_error(tmp_path):
     empty = tmp_path / "not_a_model"
     empty.mkdir()
     with pytest.raises(EncoderUnavailableError, match="local directory"):
-        build_model("tmc", preset="tiny", image_size=64, text={"name": str(empty), "pretrained": True})
+        build_model(
+            "tmc", preset="tiny", image_size=64, text={"name": str(empty), "pretrained": True}
+        )

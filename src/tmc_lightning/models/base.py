@@ -41,7 +41,9 @@ class SegmentationNet(nn.Module):
             return {}
         preset_keys = {k for p in cls.presets.values() for k in p}
         overrides = {k: v for k, v in kwargs.items() if k in preset_keys}
-        return resolve_preset(cls.presets, kwargs.get("preset", "small"), cls.__name__, overrides)["text"]
+        return resolve_preset(cls.presets, kwargs.get("preset", "small"), cls.__name__, overrides)[
+            "text"
+        ]
 
     def forward_features(
         self,
@@ -64,7 +66,9 @@ class SegmentationNet(nn.Module):
 def resolve_preset(presets: dict[str, dict], preset: str, model: str, overrides: dict) -> dict:
     """Merge ``overrides`` into a named preset (one level deep for dict values like ``text``)."""
     if preset not in presets:
-        raise KeyError(f"unknown preset {preset!r} for model {model}; choose one of {sorted(presets)}")
+        raise KeyError(
+            f"unknown preset {preset!r} for model {model}; choose one of {sorted(presets)}"
+        )
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in presets[preset].items()}
     for key, value in overrides.items():
         if value is None and key in out:

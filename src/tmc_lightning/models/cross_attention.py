@@ -82,8 +82,12 @@ class MCMStage(nn.Module):
     ) -> None:
         super().__init__()
         self.pos = nn.Parameter(sincos_2d(vis_dim, grid, grid)[None])  # (1, Cv, g, g)
-        self.vis_from_txt = CrossAttentionBlock(vis_dim, txt_dim, _heads(vis_dim, num_heads), mlp_ratio)
-        self.txt_from_vis = CrossAttentionBlock(txt_dim, vis_dim, _heads(txt_dim, num_heads), mlp_ratio)
+        self.vis_from_txt = CrossAttentionBlock(
+            vis_dim, txt_dim, _heads(vis_dim, num_heads), mlp_ratio
+        )
+        self.txt_from_vis = CrossAttentionBlock(
+            txt_dim, vis_dim, _heads(txt_dim, num_heads), mlp_ratio
+        )
 
     def forward(
         self,
@@ -94,8 +98,10 @@ class MCMStage(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """v (B, h, w, Cv), words (B, T, D), word_mask (B, T) -> F_V, F_L, weights (B, nh, N, T)."""
         B, h, w, C = v.shape
-        pos = self.pos if self.pos.shape[-2:] == (h, w) else F.interpolate(
-            self.pos, size=(h, w), mode="bilinear", align_corners=False
+        pos = (
+            self.pos
+            if self.pos.shape[-2:] == (h, w)
+            else F.interpolate(self.pos, size=(h, w), mode="bilinear", align_corners=False)
         )
         pos = pos.flatten(2).transpose(1, 2)  # (1, N, Cv)
         tokens = v.reshape(B, h * w, C)

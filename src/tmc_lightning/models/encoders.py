@@ -85,15 +85,21 @@ class StagedTextEncoder(nn.Module):
                 lambda n, **kw: AutoModel.from_pretrained(
                     n, add_pooling_layer=False, attn_implementation="sdpa", **kw
                 ),
-                name, "text encoder", "model.text.name",
+                name,
+                "text encoder",
+                "model.text.name",
             )
         else:
             cfg = load_hf(
                 lambda n, **kw: AutoConfig.from_pretrained(n, **overrides, **kw),
-                name, "text encoder config", "model.text.name",
+                name,
+                "text encoder config",
+                "model.text.name",
             )
             model = AutoModel.from_config(cfg, add_pooling_layer=False, attn_implementation="sdpa")
-        if not hasattr(model, "embeddings") or not hasattr(getattr(model, "encoder", None), "layer"):
+        if not hasattr(model, "embeddings") or not hasattr(
+            getattr(model, "encoder", None), "layer"
+        ):
             raise ValueError(
                 f"text encoder {name!r} is not BERT-like (needs .embeddings and .encoder.layer)"
             )

@@ -13,8 +13,12 @@ from tmc_lightning.models.tmc import PRESETS as TMC_PRESETS
 
 # Same widths and text embeddings as the TMC presets, without Swin, MCM or alignment heads.
 PRESETS = {
-    name: {"base_width": p["base_width"], "vit_depth": p["vit_depth"], "vit_heads": p["vit_heads"],
-           "text": dict(p["text"])}
+    name: {
+        "base_width": p["base_width"],
+        "vit_depth": p["vit_depth"],
+        "vit_heads": p["vit_heads"],
+        "text": dict(p["text"]),
+    }
     for name, p in TMC_PRESETS.items()
 }
 
@@ -36,12 +40,22 @@ class LViT(SegmentationNet):
     ) -> None:
         super().__init__()
         cfg = resolve_preset(PRESETS, preset, "lvit", overrides)
-        self.config = {"preset": preset, "image_size": image_size, "max_words": max_words,
-                       "vocab_size": vocab_size, **cfg}
+        self.config = {
+            "preset": preset,
+            "image_size": image_size,
+            "max_words": max_words,
+            "vocab_size": vocab_size,
+            **cfg,
+        }
         self.text = StagedTextEncoder(vocab_size=vocab_size, embeddings_only=True, **cfg["text"])
         self.segmenter = DualUSegmenter(
-            image_size, cfg["base_width"], self.text.hidden_size, max_words,
-            None, cfg["vit_depth"], cfg["vit_heads"],
+            image_size,
+            cfg["base_width"],
+            self.text.hidden_size,
+            max_words,
+            None,
+            cfg["vit_depth"],
+            cfg["vit_heads"],
         )
 
     def forward_features(self, image, input_ids=None, attention_mask=None, need_attention=False):
@@ -53,5 +67,8 @@ class LViT(SegmentationNet):
     def checkpoint_kwargs(self) -> dict[str, Any]:
         """Plain kwargs that rebuild this architecture offline (weights come from the state dict)."""
         c = copy.deepcopy(self.config)
-        c["text"] = {"config": self.text.resolved_config(), "freeze": c["text"].get("freeze", False)}
+        c["text"] = {
+            "config": self.text.resolved_config(),
+            "freeze": c["text"].get("freeze", False),
+        }
         return c

@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tmc_lightning.models.blocks import sincos_2d, ConvBlock, TransformerBlock, UNetDecoder, unet_widths
+from tmc_lightning.models.blocks import (
+    ConvBlock,
+    TransformerBlock,
+    UNetDecoder,
+    sincos_2d,
+    unet_widths,
+)
 
 PATCH = 16  # the ViT token grid is image_size / PATCH on every scale
 
@@ -37,7 +43,9 @@ class TextToTokens(nn.Module):
 class ViTStage(nn.Module):
     """Patch-embeds a CNN map (B, C, h, w) into the fixed grid and runs transformer blocks."""
 
-    def __init__(self, in_ch: int, dim: int, patch: int, num_tokens: int, depth: int, heads: int) -> None:
+    def __init__(
+        self, in_ch: int, dim: int, patch: int, num_tokens: int, depth: int, heads: int
+    ) -> None:
         super().__init__()
         self.embed = nn.Conv2d(in_ch, dim, patch, stride=patch)
         grid = int(round(num_tokens**0.5))
@@ -56,7 +64,9 @@ class PixelGate(nn.Module):
 
     def __init__(self, hidden: int = 8) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Conv2d(2, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 1, 1))
+        self.mlp = nn.Sequential(
+            nn.Conv2d(2, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, 1, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stats = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)  # (B, 2, h, w)
@@ -87,13 +97,24 @@ class DualUSegmenter(nn.Module):
         self.inc = ConvBlock(in_channels, w[0])
         self.downs = nn.ModuleList(ConvBlock(w[i] + inj[i], w[i + 1]) for i in range(4))
         self.vit_down = nn.ModuleList(
-            ViTStage(w[k] + inj[k], w[k], PATCH >> k, grid * grid, vit_depth, min(vit_heads, w[k] // 4 or 1))
+            ViTStage(
+                w[k] + inj[k],
+                w[k],
+                PATCH >> k,
+                grid * grid,
+                vit_depth,
+                min(vit_heads, w[k] // 4 or 1),
+            )
             for k in range(4)
         )
-        self.vit_link = nn.ModuleList(nn.Linear(w[k - 1], w[k]) for k in range(1, 4))  # y_{k-1} -> y_k
+        self.vit_link = nn.ModuleList(
+            nn.Linear(w[k - 1], w[k]) for k in range(1, 4)
+        )  # y_{k-1} -> y_k
         self.text_in = TextToTokens(text_dim, w[0], max_words, grid * grid)
         self.vit_up = nn.ModuleList(
-            nn.Sequential(*(TransformerBlock(w[k], min(vit_heads, w[k] // 4 or 1)) for _ in range(vit_depth)))
+            nn.Sequential(
+                *(TransformerBlock(w[k], min(vit_heads, w[k] // 4 or 1)) for _ in range(vit_depth))
+            )
             for k in range(3)
         )
         self.up_link = nn.ModuleList(nn.Linear(w[k + 1], w[k]) for k in range(3))  # u_{k+1} -> u_k
@@ -115,7 +136,9 @@ class DualUSegmenter(nn.Module):
         for k in range(4):
             inp = x
             if injections is not None:
-                f = F.interpolate(injections[k], size=x.shape[-2:], mode="bilinear", align_corners=False)
+                f = F.interpolate(
+                    injections[k], size=x.shape[-2:], mode="bilinear", align_corners=False
+                )
                 inp = torch.cat([x, f], dim=1)
             extra = self.text_in(words, word_mask) if k == 0 else self.vit_link[k - 1](y)
             y = self.vit_down[k](inp, extra)  # (B, N, w_k)
@@ -130,6 +153,8 @@ class DualUSegmenter(nn.Module):
         skips = []
         for k in range(4):
             u = us[k].transpose(1, 2).reshape(B, -1, self.grid, self.grid)  # (B, w_k, g, g)
-            u = F.interpolate(self.to_skip[k](u), size=xs[k].shape[-2:], mode="bilinear", align_corners=False)
+            u = F.interpolate(
+                self.to_skip[k](u), size=xs[k].shape[-2:], mode="bilinear", align_corners=False
+            )
             skips.append(self.gates[k](xs[k] + u))
         return self.decoder(xs[4], skips)

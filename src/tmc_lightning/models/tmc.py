@@ -8,8 +8,8 @@ features are injected into the dual-U segmenter (segmenter.py).
 
 from __future__ import annotations
 
-import math
 import copy
+import math
 from typing import Any
 
 import torch
@@ -27,23 +27,61 @@ SWIN = "swin_tiny_patch4_window7_224"
 PRESETS: dict[str, dict[str, Any]] = {
     # Test-sized: runs a forward/backward in milliseconds at 64 px.
     "tiny": {
-        "base_width": 8, "mcm_heads": 2, "align_dim": 32, "vit_depth": 1, "vit_heads": 2,
-        "vision": {"name": SWIN, "pretrained": False, "embed_dim": 16, "depths": [1, 1, 1, 1],
-                   "num_heads": [1, 1, 2, 2], "window_size": 2},
-        "text": {"name": None, "pretrained": False, "hidden_size": 32, "num_hidden_layers": 4,
-                 "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64},
+        "base_width": 8,
+        "mcm_heads": 2,
+        "align_dim": 32,
+        "vit_depth": 1,
+        "vit_heads": 2,
+        "vision": {
+            "name": SWIN,
+            "pretrained": False,
+            "embed_dim": 16,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 2, 2],
+            "window_size": 2,
+        },
+        "text": {
+            "name": None,
+            "pretrained": False,
+            "hidden_size": 32,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+        },
     },
     # Same code paths, narrow and shallow, random init: trains on a 2-core CPU.
     "small": {
-        "base_width": 16, "mcm_heads": 4, "align_dim": 64, "vit_depth": 1, "vit_heads": 4,
-        "vision": {"name": SWIN, "pretrained": False, "embed_dim": 32, "depths": [2, 2, 2, 2],
-                   "num_heads": [1, 2, 4, 8], "window_size": 4},
-        "text": {"name": None, "pretrained": False, "hidden_size": 64, "num_hidden_layers": 4,
-                 "num_attention_heads": 2, "intermediate_size": 128, "max_position_embeddings": 64},
+        "base_width": 16,
+        "mcm_heads": 4,
+        "align_dim": 64,
+        "vit_depth": 1,
+        "vit_heads": 4,
+        "vision": {
+            "name": SWIN,
+            "pretrained": False,
+            "embed_dim": 32,
+            "depths": [2, 2, 2, 2],
+            "num_heads": [1, 2, 4, 8],
+            "window_size": 4,
+        },
+        "text": {
+            "name": None,
+            "pretrained": False,
+            "hidden_size": 64,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 2,
+            "intermediate_size": 128,
+            "max_position_embeddings": 64,
+        },
     },
     # The paper's model: ImageNet Swin-T + BERT-base, CNN width 64, 224 px.
     "paper": {
-        "base_width": 64, "mcm_heads": 8, "align_dim": 256, "vit_depth": 1, "vit_heads": 4,
+        "base_width": 64,
+        "mcm_heads": 8,
+        "align_dim": 256,
+        "vit_depth": 1,
+        "vit_heads": 4,
         "vision": {"name": SWIN, "pretrained": True},
         "text": {"name": "bert-base-uncased", "pretrained": True},
     },
@@ -85,8 +123,15 @@ class TMC(SegmentationNet):
     ) -> None:
         super().__init__()
         cfg = resolve_preset(PRESETS, preset, "tmc", overrides)
-        self.config = {"preset": preset, "image_size": image_size, "max_words": max_words,
-                       "mcm": mcm, "align": align, "vocab_size": vocab_size, **cfg}
+        self.config = {
+            "preset": preset,
+            "image_size": image_size,
+            "max_words": max_words,
+            "mcm": mcm,
+            "align": align,
+            "vocab_size": vocab_size,
+            **cfg,
+        }
         self.vision = StagedSwin(img_size=image_size, **cfg["vision"])
         self.text = StagedTextEncoder(vocab_size=vocab_size, **cfg["text"])
         vis, txt = self.vision.channels, self.text.hidden_size
@@ -105,7 +150,13 @@ class TMC(SegmentationNet):
         inject = [widths[k] // 2 for k in range(4)]
         self.inject = nn.ModuleList(nn.Linear(vis[k], inject[k]) for k in range(4))
         self.segmenter = DualUSegmenter(
-            image_size, cfg["base_width"], txt, max_words, inject, cfg["vit_depth"], cfg["vit_heads"]
+            image_size,
+            cfg["base_width"],
+            txt,
+            max_words,
+            inject,
+            cfg["vit_depth"],
+            cfg["vit_heads"],
         )
 
     def forward_features(self, image, input_ids=None, attention_mask=None, need_attention=False):
@@ -135,5 +186,8 @@ class TMC(SegmentationNet):
         """Plain kwargs that rebuild this architecture offline (weights come from the state dict)."""
         c = copy.deepcopy(self.config)
         c["vision"] = {**c["vision"], "pretrained": False, "checkpoint": None}
-        c["text"] = {"config": self.text.resolved_config(), "freeze": c["text"].get("freeze", False)}
+        c["text"] = {
+            "config": self.text.resolved_config(),
+            "freeze": c["text"].get("freeze", False),
+        }
         return c
