@@ -211,3 +211,16 @@ def test_missing_local_directory_is_a_clear_error(tmp_path):
         build_model(
             "tmc", preset="tiny", image_size=64, text={"name": str(empty), "pretrained": True}
         )
+
+
+def test_top_level_switches_reach_the_encoders():
+    from tmc_lightning.models.tmc import TMC
+
+    frozen = tiny("tmc", freeze_text=True)
+    assert not any(p.requires_grad for p in frozen.text.parameters())
+    assert TMC.resolve_text({"preset": "paper", "pretrained": False})["pretrained"] is False
+    assert TMC.resolve_text({"preset": "paper"})["pretrained"] is True
+    with pytest.raises(ValueError, match=r"\+model.text.name"):
+        tiny("tmc", text={"pretrained": True})  # tiny's text encoder has no name to load
+    with pytest.raises(EncoderUnavailableError, match="model.pretrained=false"):
+        tiny("tmc", pretrained=True)  # offline: the Swin weights cannot be fetched

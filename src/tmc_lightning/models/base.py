@@ -39,7 +39,7 @@ class SegmentationNet(nn.Module):
         """The text-encoder settings these constructor kwargs imply (preset merged)."""
         if "text" not in cls.presets.get(kwargs.get("preset", "small"), {}):
             return {}
-        preset_keys = {k for p in cls.presets.values() for k in p}
+        preset_keys = {k for p in cls.presets.values() for k in p} | {"pretrained", "freeze_text"}
         overrides = {k: v for k, v in kwargs.items() if k in preset_keys}
         return resolve_preset(cls.presets, kwargs.get("preset", "small"), cls.__name__, overrides)[
             "text"
@@ -64,17 +64,28 @@ class SegmentationNet(nn.Module):
 
 
 def resolve_preset(presets: dict[str, dict], preset: str, model: str, overrides: dict) -> dict:
-    """Merge ``overrides`` into a named preset (one level deep for dict values like ``text``)."""
+    """Merge ``overrides`` into a named preset (one level deep for dict values like ``text``).
+
+    Two switches reach inside the encoder settings: ``pretrained`` (both encoders) and
+    ``freeze_text``; ``None`` anywhere means "keep the preset's value".
+    """
     if preset not in presets:
         raise KeyError(
             f"unknown preset {preset!r} for model {model}; choose one of {sorted(presets)}"
         )
+    overrides = dict(overrides)
+    pretrained, freeze_text = overrides.pop("pretrained", None), overrides.pop("freeze_text", None)
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in presets[preset].items()}
     for key, value in overrides.items():
         if value is None and key in out:
-            continue  # None from a config means "keep the preset's value"
+            continue
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
+    for key in ("vision", "text"):
+        if pretrained is not None and isinstance(out.get(key), dict):
+            out[key]["pretrained"] = pretrained
+    if freeze_text is not None and isinstance(out.get("text"), dict):
+        out["text"]["freeze"] = freeze_text
     return out

@@ -34,8 +34,8 @@ class StagedSwin(nn.Module):
             raise EncoderUnavailableError(
                 f"Could not load pretrained visual encoder {name!r} (model.vision.name): the "
                 "Hugging Face hub is unreachable. Download the timm weights file elsewhere and set "
-                "model.vision.checkpoint=/path/to/weights.safetensors, or set "
-                "model.vision.pretrained=false."
+                "+model.vision.checkpoint=/path/to/weights.safetensors, or train from random weights "
+                "with model.pretrained=false."
             )
         self.model = timm.create_model(name, pretrained=pretrained, **kwargs)
         self.model.head = nn.Identity()
@@ -71,6 +71,11 @@ class StagedTextEncoder(nn.Module):
         super().__init__()
         from transformers import AutoConfig, AutoModel, BertConfig
 
+        if pretrained and name is None and config is None:
+            raise ValueError(
+                "text encoder: pretrained=true needs a model name or local directory; "
+                "set +model.text.name=bert-base-uncased (or a path), or model.pretrained=false"
+            )
         if vocab_size is not None and (name is None or not pretrained):
             overrides["vocab_size"] = vocab_size
         if config is not None:  # a resolved config stored in a checkpoint: no hub access
@@ -87,14 +92,14 @@ class StagedTextEncoder(nn.Module):
                 ),
                 name,
                 "text encoder",
-                "model.text.name",
+                "+model.text.name",
             )
         else:
             cfg = load_hf(
                 lambda n, **kw: AutoConfig.from_pretrained(n, **overrides, **kw),
                 name,
                 "text encoder config",
-                "model.text.name",
+                "+model.text.name",
             )
             model = AutoModel.from_config(cfg, add_pooling_layer=False, attn_implementation="sdpa")
         if not hasattr(model, "embeddings") or not hasattr(

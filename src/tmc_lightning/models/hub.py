@@ -55,6 +55,6 @@ def offline_message(name: str, what: str, key: str, local: bool, err: BaseExcept
         "the files are not in the local cache. Fix it one of three ways: "
         f"(1) on a machine with internet run `huggingface-cli download {name} --local-dir DIR`, copy "
         f"DIR here and set {key}=DIR; (2) fill the cache (~/.cache/huggingface) and set "
-        f"HF_HUB_OFFLINE=1; (3) train from scratch with a preset whose encoders need no download "
-        "(model.preset=small)."
+        f"HF_HUB_OFFLINE=1; (3) train the encoders from random weights with model.pretrained=false "
+        "(the config must still be found) or use model.preset=small, which needs no download."
     )
