@@ -1,0 +1,272 @@
+"""LightningDataModules holding image/text/mask triples for every dataset.
+
+One base class does the work: it reads a layout into samples, decodes and resizes every image
+once into memory, tokenises every text once (and its left/right-swapped twin if flips are on),
+and serves batches ``{"image", "mask", "input_ids", "attention_mask", "text", "name"}``.
+Subclasses only say where the files are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from tmc_lightning.data import synthetic
+from tmc_lightning.data.imageio import load_image, load_mask
+from tmc_lightning.data.layouts import DataError, Sample, read_lvit
+from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
+from tmc_lightning.data.transforms import train_transform
+
+SPLITS = ("train", "val", "test")
+
+
+class EpochShuffleSampler(Sampler):
+    """Shuffles by ``(seed, epoch)`` and hands each index its own augmentation seed.
+
+    Both depend only on the seed, the epoch and the position, so a run resumed from a
+    checkpoint sees exactly the batches and augmentations an uninterrupted run would.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning before every epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        item_seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g).tolist()
+        return iter(zip(order, item_seeds, strict=True))
+
+
+class TripleDataset(Dataset):
+    """Decoded images and masks plus pre-tokenised texts of one split."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        images: np.ndarray,
+        masks: np.ndarray,
+        tokens: tuple[torch.Tensor, torch.Tensor],
+        swapped_tokens: tuple[torch.Tensor, torch.Tensor] | None = None,
+        transform: Any = None,
+        hflip_p: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.samples, self.images, self.masks = samples, images, masks
+        self.tokens, self.swapped = tokens, swapped_tokens
+        self.transform, self.hflip_p = transform, hflip_p
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        i, item_seed = key if isinstance(key, tuple) else (key, self.seed + key)
+        rng = np.random.default_rng(item_seed)
+        image, mask = self.images[i], self.masks[i]
+        ids, attn = self.tokens[0][i], self.tokens[1][i]
+        text = self.samples[i].text
+        if self.hflip_p > 0 and self.swapped is not None and rng.random() < self.hflip_p:
+            # Flipping swaps the patient's sides on the image, so the text must swap them too.
+            image, mask = image[:, ::-1], mask[:, ::-1]
+            ids, attn = self.swapped[0][i], self.swapped[1][i]
+            text = synthetic.swap_laterality(text)
+        if self.transform is not None:
+            self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
+            out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
+            image, mask = out["image"], out["mask"]
+        img = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255).sub_(0.5).div_(0.5)
+        return {
+            "image": img[None].expand(3, -1, -1).contiguous(),  # gray replicated to 3 channels
+            "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
+            "input_ids": ids,
+            "attention_mask": attn,
+            "text": text,
+            "name": self.samples[i].name,
+        }
+
+
+class TextSegDataModule(L.LightningDataModule):
+    """Base DataModule for any LViT-layout dataset at ``root``."""
+
+    name = "custom"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        image_size: int = 224,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        max_words: int = 24,
+        tokenizer: str | None = None,
+        augment: bool = True,
+        aug_strength: float = 1.0,
+        hflip: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer: Tokenizer | None = None
+        self.samples: dict[str, list[Sample]] = {}
+        self.datasets: dict[str, TripleDataset] = {}
+
+    # -- where the data is -------------------------------------------------------------------
+    def resolve_root(self) -> Path:
+        if not self.hparams.root:
+            raise DataError(f"dataset {self.name!r} needs a root folder: set dataset.root=/path")
+        return Path(self.hparams.root).expanduser()
+
+    def read_split(self, split: str) -> list[Sample]:
+        return read_lvit(self.resolve_root(), split)
+
+    # -- tokenizer --------------------------------------------------------------------------
+    def build_tokenizer(self) -> Tokenizer:
+        """Built once from the training texts, or the named pretrained tokenizer."""
+        if self.tokenizer is None:
+            if self.hparams.tokenizer:
+                self.tokenizer = load_pretrained(self.hparams.tokenizer)
+            else:
+                texts = [s.text for s in self.read_split("train")]
+                self.tokenizer = build_wordpiece(texts + [synthetic.swap_laterality(t) for t in texts])
+        return self.tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return self.build_tokenizer().get_vocab_size()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer_json": self.build_tokenizer().to_str()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tokenizer = Tokenizer.from_str(state["tokenizer_json"])
+
+    # -- Lightning hooks --------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        self.build_tokenizer()
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
+            stage or "", SPLITS
+        )
+        for split in wanted:
+            if split in self.datasets:
+                continue
+            samples = self.read_split(split)
+            self.samples[split] = samples
+            images = np.stack([load_image(s.image, hp.image_size) for s in samples])
+            masks = np.stack([load_mask(s.mask, hp.image_size) for s in samples])
+            texts = [s.text for s in samples]
+            train = split == "train"
+            swapped = None
+            if train and hp.hflip:
+                swapped = encode(self.tokenizer, [synthetic.swap_laterality(t) for t in texts], hp.max_words)
+            self.datasets[split] = TripleDataset(
+                samples, images, masks, encode(self.tokenizer, texts, hp.max_words), swapped,
+                transform=train_transform(hp.aug_strength) if train and hp.augment else None,
+                hflip_p=0.5 if train and hp.hflip else 0.0,
+            )
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        bs = hp.batch_size if shuffle else (hp.eval_batch_size or hp.batch_size)
+        ds = self.datasets[split]
+        return DataLoader(
+            ds, batch_size=bs, sampler=EpochShuffleSampler(len(ds), hp.seed) if shuffle else None,
+            drop_last=shuffle and len(ds) > bs,
+            num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def identity(self) -> dict[str, Any]:
+        """What a run's metrics.json records about the data: name, root, sizes, content hash."""
+        h = hashlib.sha256()
+        sizes = {}
+        for split, samples in sorted(self.samples.items()):
+            sizes[split] = len(samples)
+            for s in samples:
+                h.update(f"{split}|{s.image.name}|{s.mask.name}|{s.text}\n".encode())
+        return {"name": self.name, "root": str(self.resolve_root()), "sizes": sizes, "sha256": h.hexdigest()[:16]}
+
+
+class SyntheticDataModule(TextSegDataModule):
+    """The embedded text-guided synthetic chest-radiograph set, generated on first use."""
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        n_train: int = 1000,
+        n_val: int = 200,
+        n_test: int = 200,
+        data_seed: int = 0,
+        convention: str = "radiographic",
+        cache_dir: str | None = None,
+        image_size: int = 128,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image_size=image_size, **kwargs)
+        self.save_hyperparameters()
+
+    def config(self) -> synthetic.SyntheticConfig:
+        hp = self.hparams
+        return synthetic.SyntheticConfig(
+            n_train=hp.n_train, n_val=hp.n_val, n_test=hp.n_test, image_size=hp.image_size,
+            seed=hp.data_seed, convention=hp.convention,
+        )
+
+    def resolve_root(self) -> Path:
+        cache = Path(self.hparams.cache_dir).expanduser() if self.hparams.cache_dir else synthetic.default_cache_dir()
+        return cache / f"synthetic-{self.config().fingerprint()}"
+
+    def prepare_data(self) -> None:
+        cache = self.resolve_root().parent
+        synthetic.ensure(cache, self.config())
+
+    def read_split(self, split: str) -> list[Sample]:
+        if not (self.resolve_root() / "meta.json").is_file():
+            self.prepare_data()
+        return super().read_split(split)
+
+
+class QaTaDataModule(TextSegDataModule):
+    """QaTa-COV19 in the LViT release layout (masks ``mask_<image>``)."""
+
+    name = "qata"
+
+
+class MosMedDataModule(TextSegDataModule):
+    """MosMedData+ in the LViT layout (masks share the image name)."""
+
+    name = "mosmed"
+
+
+DATAMODULES: dict[str, type[TextSegDataModule]] = {
+    cls.name: cls for cls in (SyntheticDataModule, QaTaDataModule, MosMedDataModule, TextSegDataModule)
+}
+
+
+def build_datamodule(name: str, **kwargs: Any) -> TextSegDataModule:
+    """A DataModule by dataset name; an unknown name lists the known ones."""
+    if name not in DATAMODULES:
+        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATAMODULES)} (set dataset=<name>)")
+    return DATAMODULES[name](**kwargs)

@@ -1,0 +1,51 @@
+"""Decoding images and masks into fixed-size uint8 arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from tmc_lightning.data.layouts import DataError
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"cannot read image {path}: {err}; replace or remove the file") from None
+
+
+def _to_gray8(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        return np.zeros(a.shape, np.uint8) if hi <= lo else ((a - lo) / (hi - lo) * 255).round().astype(np.uint8)
+    if im.mode in ("RGBA", "LA", "P"):
+        im = im.convert("RGBA").convert("RGB")
+    return np.asarray(im.convert("L"), dtype=np.uint8)
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Gray uint8 (size, size), bilinear resize; 16-bit is min-max scaled, colour converted."""
+    im = Image.fromarray(_to_gray8(_open(path)))
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def load_mask(path: Path, size: int) -> np.ndarray:
+    """Binary uint8 {0, 1} (size, size), nearest-neighbour resize; 0/1, 0/255 and noisy masks."""
+    im = _open(path)
+    if im.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        im = im.convert("L")
+    a = np.asarray(im).astype(np.float64)
+    hi = a.max()
+    binary = (a > hi / 2).astype(np.uint8) if hi > 0 else np.zeros(a.shape, np.uint8)
+    im = Image.fromarray(binary)
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.NEAREST)
+    return np.asarray(im, dtype=np.uint8)
