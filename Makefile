@@ -27,7 +27,7 @@ train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="ke
 test: install ## offline CPU test suite (no slow tests)
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-test-slow: install ## also the slow tests (paper-size model, real data)
+test-slow: install ## also the slow tests (real-data training steps)
 	$(PY) -m pytest $(ARGS)
 
 lint: install ## ruff lint + format check

@@ -41,6 +41,8 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
     name = model_cfg.pop("name")
     if model_class(name).uses_text:
         model_cfg["vocab_size"] = dm.vocab_size
+    if "align" in model_cfg and not cfg.loss.align_weight:
+        model_cfg["align"] = False  # lambda = 0: no alignment heads at all (spec section 3)
     module = SegmentationModule(
         model_name=name,
         model_kwargs=model_cfg,
@@ -90,7 +92,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))
     if cb_cfg.rich_progress:
         callbacks.append(RichProgressBar())
-    if cb_cfg.lr_monitor:
+    if cb_cfg.lr_monitor and cfg.logger.csv:  # the monitor needs a logger
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     version = "logs"
     if cfg.ckpt_path:  # keep the interrupted run's logs
@@ -109,9 +111,27 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Fit, then score the best checkpoint on val and test; returns what metrics.json holds."""
-    if cfg.ckpt_path:  # resuming: continue in the original run folder
-        run_dir = Path(cfg.ckpt_path).resolve().parent.parent
+    handler = None
+    if cfg.ckpt_path:  # resuming: continue in the original run folder, with its saved config
+        ckpt_path = str(cfg.ckpt_path)
+        run_dir = Path(ckpt_path).resolve().parent.parent
+        saved = run_dir / "config.yaml"
+        if saved.is_file():
+            cfg = OmegaConf.load(saved)
+            cfg.ckpt_path = ckpt_path
+        handler = logging.FileHandler(run_dir / "train.log")
+        logging.getLogger().addHandler(handler)
+        log.info("resuming %s with the run's saved config %s", ckpt_path, saved)
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(cfg, run_dir)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     start = time.time()
@@ -143,8 +163,14 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.run_test and not trainer.fast_dev_run:
         ckpt = trainer.checkpoint_callback.best_model_path or "last"
         val = trainer.validate(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
-        test = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
-        results.update(best_checkpoint=ckpt, val=_strip(val, "val/"), test=_strip(test, "test/"))
+        results.update(best_checkpoint=ckpt, val=_strip(val, "val/"))
+        if dm.has_split("test"):
+            test = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
+            results["test"] = _strip(test, "test/")
+        else:
+            log.warning(
+                "dataset has no test split at %s: reporting validation only", dm.resolve_root()
+            )
     results["dataset"] = dm.identity()
     results["wall_time_s"] = round(time.time() - start, 1)
     write_json_atomic(run_dir / "metrics.json", results)

@@ -134,3 +134,23 @@ def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
     resumed = run(tiny_cfg(cache_dir, *RESUME, f"ckpt_path={last}"), tmp_path / "ignored")
     assert Path(resumed["run_dir"]) == killed
     assert _metrics(killed) == _metrics(tmp_path / "a")
+
+
+@pytest.mark.parametrize("model", ["unet", "lvit"])
+def test_other_models_reload_alone(cache_dir, tmp_path, model):
+    results = run(tiny_cfg(cache_dir, f"model={model}", "trainer.max_epochs=1"), tmp_path)
+    module, _ = load_module(results["best_checkpoint"])
+    assert module.hparams.model_name == model
+    out = evaluate(results["best_checkpoint"], ["test"], out=str(tmp_path / "e.json"))
+    assert out["test"]["dice"] == pytest.approx(results["test"]["dice"], abs=1e-6)
+
+
+def test_zero_alignment_weight_builds_no_alignment_heads(cache_dir):
+    from omegaconf import OmegaConf
+
+    from tmc_lightning.train import make_datamodule, make_module
+
+    cfg = tiny_cfg(cache_dir, "loss.align_weight=0")
+    dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), None)
+    assert make_module(cfg, dm).model.align_heads is None
+    assert make_module(tiny_cfg(cache_dir), dm).model.align_heads is not None

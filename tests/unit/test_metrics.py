@@ -51,3 +51,11 @@ def test_metric_accumulates_over_batches_like_one_batch():
     parts.update(logits[:2], gt[:2])
     parts.update(logits[2:], gt[2:])
     assert whole.compute()["dice"].item() == pytest.approx(parts.compute()["dice"].item())
+
+
+def test_global_protocol_with_nothing_to_find_and_nothing_found():
+    empty = torch.zeros(2, 1, 4, 4)
+    glob = GlobalDiceIoU()
+    glob.update(logits_from(empty), empty)
+    assert glob.compute() == {"dice_global": 1.0, "iou_global": 1.0}
+    assert per_image_scores(logits_from(empty[:1]), empty[:1])[1].item() == 1.0  # IoU too

@@ -224,3 +224,32 @@ def test_top_level_switches_reach_the_encoders():
         tiny("tmc", text={"pretrained": True})  # tiny's text encoder has no name to load
     with pytest.raises(EncoderUnavailableError, match="model.pretrained=false"):
         tiny("tmc", pretrained=True)  # offline: the Swin weights cannot be fetched
+
+
+def test_naming_another_text_encoder_loads_it_unresized(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    bert = BertModel(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=48,
+            num_hidden_layers=4,
+            num_attention_heads=3,
+            intermediate_size=96,
+        ),
+        add_pooling_layer=False,
+    )
+    bert.save_pretrained(tmp_path)
+    model = build_model(
+        "tmc", preset="small", image_size=64, vocab_size=50, text={"name": str(tmp_path)}
+    )
+    assert model.text.hidden_size == 48  # not the small preset's 64
+    torch.testing.assert_close(
+        model.text.model.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight
+    )
+
+
+def test_odd_widths_pick_a_dividing_head_count():
+    model = build_model("lvit", preset="tiny", image_size=64, vocab_size=VOCAB, base_width=10)
+    image, ids, mask = inputs()
+    assert model(image, ids, mask).shape == (2, 1, 64, 64)

@@ -132,6 +132,14 @@ class TextSegDataModule(L.LightningDataModule):
     def read_split(self, split: str) -> list[Sample]:
         return read_lvit(self.resolve_root(), split)
 
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` exists on disk (QaTa's public release, e.g., ships no test split here)."""
+        try:
+            self.read_split(split)
+        except DataError:
+            return False
+        return True
+
     # -- tokenizer --------------------------------------------------------------------------
     def build_tokenizer(self) -> Tokenizer:
         """Built once from the training texts, or the named pretrained tokenizer."""
@@ -140,7 +148,9 @@ class TextSegDataModule(L.LightningDataModule):
                 self.tokenizer = load_pretrained(self.hparams.tokenizer)
             else:
                 texts = [s.text for s in self.read_split("train")]
-                self.tokenizer = build_wordpiece(texts + [synthetic.swap_laterality(t) for t in texts])
+                self.tokenizer = build_wordpiece(
+                    texts + [synthetic.swap_laterality(t) for t in texts]
+                )
         return self.tokenizer
 
     @property
@@ -171,9 +181,15 @@ class TextSegDataModule(L.LightningDataModule):
             train = split == "train"
             swapped = None
             if train and hp.hflip:
-                swapped = encode(self.tokenizer, [synthetic.swap_laterality(t) for t in texts], hp.max_words)
+                swapped = encode(
+                    self.tokenizer, [synthetic.swap_laterality(t) for t in texts], hp.max_words
+                )
             self.datasets[split] = TripleDataset(
-                samples, images, masks, encode(self.tokenizer, texts, hp.max_words), swapped,
+                samples,
+                images,
+                masks,
+                encode(self.tokenizer, texts, hp.max_words),
+                swapped,
                 transform=train_transform(hp.aug_strength) if train and hp.augment else None,
                 hflip_p=0.5 if train and hp.hflip else 0.0,
             )
@@ -183,9 +199,12 @@ class TextSegDataModule(L.LightningDataModule):
         bs = hp.batch_size if shuffle else (hp.eval_batch_size or hp.batch_size)
         ds = self.datasets[split]
         return DataLoader(
-            ds, batch_size=bs, sampler=EpochShuffleSampler(len(ds), hp.seed) if shuffle else None,
+            ds,
+            batch_size=bs,
+            sampler=EpochShuffleSampler(len(ds), hp.seed) if shuffle else None,
             drop_last=shuffle and len(ds) > bs,
-            num_workers=hp.num_workers, persistent_workers=hp.num_workers > 0,
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -205,7 +224,12 @@ class TextSegDataModule(L.LightningDataModule):
             sizes[split] = len(samples)
             for s in samples:
                 h.update(f"{split}|{s.image.name}|{s.mask.name}|{s.text}\n".encode())
-        return {"name": self.name, "root": str(self.resolve_root()), "sizes": sizes, "sha256": h.hexdigest()[:16]}
+        return {
+            "name": self.name,
+            "root": str(self.resolve_root()),
+            "sizes": sizes,
+            "sha256": h.hexdigest()[:16],
+        }
 
 
 class SyntheticDataModule(TextSegDataModule):
@@ -230,12 +254,20 @@ class SyntheticDataModule(TextSegDataModule):
     def config(self) -> synthetic.SyntheticConfig:
         hp = self.hparams
         return synthetic.SyntheticConfig(
-            n_train=hp.n_train, n_val=hp.n_val, n_test=hp.n_test, image_size=hp.image_size,
-            seed=hp.data_seed, convention=hp.convention,
+            n_train=hp.n_train,
+            n_val=hp.n_val,
+            n_test=hp.n_test,
+            image_size=hp.image_size,
+            seed=hp.data_seed,
+            convention=hp.convention,
         )
 
     def resolve_root(self) -> Path:
-        cache = Path(self.hparams.cache_dir).expanduser() if self.hparams.cache_dir else synthetic.default_cache_dir()
+        cache = (
+            Path(self.hparams.cache_dir).expanduser()
+            if self.hparams.cache_dir
+            else synthetic.default_cache_dir()
+        )
         return cache / f"synthetic-{self.config().fingerprint()}"
 
     def prepare_data(self) -> None:
@@ -261,12 +293,15 @@ class MosMedDataModule(TextSegDataModule):
 
 
 DATAMODULES: dict[str, type[TextSegDataModule]] = {
-    cls.name: cls for cls in (SyntheticDataModule, QaTaDataModule, MosMedDataModule, TextSegDataModule)
+    cls.name: cls
+    for cls in (SyntheticDataModule, QaTaDataModule, MosMedDataModule, TextSegDataModule)
 }
 
 
 def build_datamodule(name: str, **kwargs: Any) -> TextSegDataModule:
     """A DataModule by dataset name; an unknown name lists the known ones."""
     if name not in DATAMODULES:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATAMODULES)} (set dataset=<name>)")
+        raise KeyError(
+            f"unknown dataset {name!r}; known: {sorted(DATAMODULES)} (set dataset=<name>)"
+        )
     return DATAMODULES[name](**kwargs)

@@ -23,7 +23,11 @@ def _to_gray8(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
         lo, hi = float(a.min()), float(a.max())
-        return np.zeros(a.shape, np.uint8) if hi <= lo else ((a - lo) / (hi - lo) * 255).round().astype(np.uint8)
+        return (
+            np.zeros(a.shape, np.uint8)
+            if hi <= lo
+            else ((a - lo) / (hi - lo) * 255).round().astype(np.uint8)
+        )
     if im.mode in ("RGBA", "LA", "P"):
         im = im.convert("RGBA").convert("RGB")
     return np.asarray(im.convert("L"), dtype=np.uint8)

@@ -81,7 +81,9 @@ def read_lvit(root: str | Path, split: str) -> list[Sample]:
     masks = {p.name for p in mask_dir.iterdir()}
     shared = sheet.name.startswith("Train_Val")
     samples = []
-    for row, (mask_name, text) in enumerate(zip(df["Image"], df["Description"], strict=True), start=2):
+    for row, (mask_name, text) in enumerate(
+        zip(df["Image"], df["Description"], strict=True), start=2
+    ):
         mask_name = str(mask_name).strip()
         if mask_name not in masks:
             if shared:

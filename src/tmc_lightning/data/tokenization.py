@@ -45,7 +45,12 @@ def load_pretrained(name: str) -> Tokenizer:
 
     from tmc_lightning.models.hub import load_hf
 
-    hf = load_hf(lambda n, **kw: AutoTokenizer.from_pretrained(n, **kw), name, "tokenizer", "+model.text.name")
+    hf = load_hf(
+        lambda n, **kw: AutoTokenizer.from_pretrained(n, **kw),
+        name,
+        "tokenizer",
+        "+model.text.name",
+    )
     if not getattr(hf, "is_fast", False):
         raise ValueError(f"tokenizer {name!r} has no fast (Rust) version; TMC needs one")
     return hf.backend_tokenizer
@@ -58,7 +63,9 @@ def pad_id(tok: Tokenizer) -> int:
     return 0
 
 
-def encode(tok: Tokenizer, texts: Sequence[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(
+    tok: Tokenizer, texts: Sequence[str], max_words: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, both (N, max_words), truncated and padded on the right."""
     tok = Tokenizer.from_str(tok.to_str())  # padding/truncation settings stay local to this call
     tok.enable_truncation(max_words)

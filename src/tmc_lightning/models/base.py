@@ -80,7 +80,11 @@ def resolve_preset(presets: dict[str, dict], preset: str, model: str, overrides:
         if value is None and key in out:
             continue
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
+            base = out[key]
+            if value.get("name") and value["name"] != base.get("name"):
+                # Another encoder by name: load it as it is, not resized to the preset's widths.
+                base = {"name": value["name"], "pretrained": True}
+            out[key] = {**base, **value}
         else:
             out[key] = value
     for key in ("vision", "text"):

@@ -105,3 +105,8 @@ def sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
     if code.shape[0] < dim:
         code = torch.cat([code, torch.zeros(dim - code.shape[0], h, w)])
     return code
+
+
+def heads_for(dim: int, wanted: int) -> int:
+    """The largest head count <= ``wanted`` that divides ``dim`` (narrow presets, odd widths)."""
+    return next(h for h in range(min(wanted, dim), 0, -1) if dim % h == 0)

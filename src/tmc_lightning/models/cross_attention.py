@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tmc_lightning.models.blocks import Mlp, sincos_2d
+from tmc_lightning.models.blocks import Mlp, heads_for, sincos_2d
 
 
 class CrossAttentionBlock(nn.Module):
@@ -83,10 +83,10 @@ class MCMStage(nn.Module):
         super().__init__()
         self.pos = nn.Parameter(sincos_2d(vis_dim, grid, grid)[None])  # (1, Cv, g, g)
         self.vis_from_txt = CrossAttentionBlock(
-            vis_dim, txt_dim, _heads(vis_dim, num_heads), mlp_ratio
+            vis_dim, txt_dim, heads_for(vis_dim, num_heads), mlp_ratio
         )
         self.txt_from_vis = CrossAttentionBlock(
-            txt_dim, vis_dim, _heads(txt_dim, num_heads), mlp_ratio
+            txt_dim, vis_dim, heads_for(txt_dim, num_heads), mlp_ratio
         )
 
     def forward(
@@ -108,8 +108,3 @@ class MCMStage(nn.Module):
         tokens, weights = self.vis_from_txt(tokens, words, word_mask, need_weights, x_pos=pos)
         words, _ = self.txt_from_vis(words, tokens, context_pos=pos)
         return tokens.view(B, h, w, C), words, weights
-
-
-def _heads(dim: int, wanted: int) -> int:
-    # The largest head count <= wanted that divides dim (narrow presets have small widths).
-    return next(h for h in range(min(wanted, dim), 0, -1) if dim % h == 0)

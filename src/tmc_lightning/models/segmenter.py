@@ -20,6 +20,7 @@ from tmc_lightning.models.blocks import (
     ConvBlock,
     TransformerBlock,
     UNetDecoder,
+    heads_for,
     sincos_2d,
     unet_widths,
 )
@@ -103,7 +104,7 @@ class DualUSegmenter(nn.Module):
                 PATCH >> k,
                 grid * grid,
                 vit_depth,
-                min(vit_heads, w[k] // 4 or 1),
+                heads_for(w[k], vit_heads),
             )
             for k in range(4)
         )
@@ -113,7 +114,7 @@ class DualUSegmenter(nn.Module):
         self.text_in = TextToTokens(text_dim, w[0], max_words, grid * grid)
         self.vit_up = nn.ModuleList(
             nn.Sequential(
-                *(TransformerBlock(w[k], min(vit_heads, w[k] // 4 or 1)) for _ in range(vit_depth))
+                *(TransformerBlock(w[k], heads_for(w[k], vit_heads)) for _ in range(vit_depth))
             )
             for k in range(3)
         )

@@ -1,0 +1,43 @@
+"""The real QaTa-COV19 train/val release in ../shared/data (skipped where it is absent)."""
+
+import pytest
+
+from tests.conftest import SHARED_QATA
+from tmc_lightning.data.datamodule import build_datamodule
+from tmc_lightning.data.layouts import read_lvit
+
+pytestmark = pytest.mark.skipif(
+    not SHARED_QATA.is_dir(), reason=f"real QaTa-COV19 data not found at {SHARED_QATA}"
+)
+
+
+def test_real_qata_indexes_every_triple_with_text():
+    train, val = read_lvit(SHARED_QATA, "train"), read_lvit(SHARED_QATA, "val")
+    assert (len(train), len(val)) == (5716, 1429)
+    assert all(
+        s.text and s.image.is_file() and s.mask.name == f"mask_{s.image.name}" for s in train + val
+    )
+    assert not {s.image.name for s in train} & {s.image.name for s in val}
+    assert not build_datamodule("qata", root=str(SHARED_QATA)).has_split("test")
+
+
+@pytest.mark.slow
+def test_a_few_training_steps_on_real_images(tmp_path, cache_dir):
+    from tests.conftest import compose_cfg
+    from tmc_lightning.train import run
+
+    cfg = compose_cfg(
+        [
+            "dataset=qata",
+            f"dataset.root={SHARED_QATA}",
+            "dataset.preset=tiny",
+            "dataset.image_size=64",
+            "dataset.num_workers=0",
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=4",
+            "+trainer.limit_val_batches=4",
+            "callbacks.rich_progress=false",
+        ]
+    )
+    results = run(cfg, tmp_path)
+    assert "test" not in results and 0 <= results["val"]["dice"] <= 1
