@@ -77,7 +77,10 @@ def evaluate(
     data_root: str | None = None,
     accelerator: str = "cpu",
     precision: str = "32-true",
+    artifacts: bool = True,
+    top_k: int = 4,
 ) -> dict[str, Any]:
+    """Metrics per split (JSON) and, with ``artifacts``, per-image CSV, overlays and bootstrap CIs."""
     module, ckpt = load_module(ckpt_path)
     dm = load_datamodule(ckpt, data_root)
     trainer = L.Trainer(
@@ -99,6 +102,19 @@ def evaluate(
             k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{split}/")
         }
     results["dataset"] = dm.identity()
+    if artifacts:
+        from tmc_lightning.per_image import score_split, write_artifacts
+
+        art_root = Path(ckpt_path).resolve().parent.parent / f"eval_{Path(ckpt_path).stem}"
+        for split in splits:
+            loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
+            rows = score_split(module, loader, dm.datasets[split])
+            summary = write_artifacts(rows, dm.datasets[split], art_root / split, k=top_k)
+            results[split]["per_image_summary"] = summary
+            print(
+                f"{split}: Dice {summary['dice']:.4f} (95% CI {summary['dice_ci95'][0]:.4f}-"
+                f"{summary['dice_ci95'][1]:.4f}); per-image CSV and overlays in {art_root / split}"
+            )
     path = (
         Path(out)
         if out
@@ -116,7 +132,14 @@ def evaluate(
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(
-        cfg.ckpt_path, list(cfg.splits), cfg.out, cfg.data_root, cfg.accelerator, cfg.precision
+        cfg.ckpt_path,
+        list(cfg.splits),
+        cfg.out,
+        cfg.data_root,
+        cfg.accelerator,
+        cfg.precision,
+        cfg.artifacts,
+        cfg.top_k,
     )
 
 
