@@ -41,6 +41,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"refusing checkpoint {path}: it cannot be loaded safely ({err})"
         ) from None
     hp = ckpt.get("hyper_parameters", {})
+    if _names_import_path(hp):
+        raise CheckpointError(
+            f"refusing checkpoint {path}: its hyper-parameters name an import path (_target_); "
+            "tmc-lightning checkpoints hold only a registry name and plain keyword arguments"
+        )
     name = hp.get("model_name")
     if name not in list_models():
         raise CheckpointError(
@@ -48,6 +53,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"(known: {list_models()}); only registry names are accepted"
         )
     return ckpt
+
+
+def _names_import_path(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "_target_" in value or any(_names_import_path(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_names_import_path(v) for v in value)
+    return False
 
 
 def load_module(path: str | Path) -> tuple[SegmentationModule, dict[str, Any]]:

@@ -115,3 +115,17 @@ def test_checkpoint_that_needs_unpickling_code_is_refused(tmp_path):
         pickle.dump({"hyper_parameters": {"model_name": "tmc"}, "x": Payload()}, f)
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         read_checkpoint(evil)
+
+
+def test_checkpoint_naming_an_import_path_is_refused(ckpt, tmp_path):
+    import torch
+
+    data = torch.load(ckpt, weights_only=True)
+    data["hyper_parameters"]["model_kwargs"]["text"] = {
+        "_target_": "os.system",
+        "command": "echo hi",
+    }
+    bad = tmp_path / "target.ckpt"
+    torch.save(data, bad)
+    with pytest.raises(CheckpointError, match="import path"):
+        read_checkpoint(bad)
