@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tmc_lightning.data import synthetic
 from tmc_lightning.data.imageio import load_image, load_mask
-from tmc_lightning.data.layouts import DataError, Sample, read_lvit
+from tmc_lightning.data.layouts import DataError, Sample, read_lvit, read_manifest
 from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
 from tmc_lightning.data.transforms import train_transform
 
@@ -101,7 +101,7 @@ class TripleDataset(Dataset):
 class TextSegDataModule(L.LightningDataModule):
     """Base DataModule for any LViT-layout dataset at ``root``."""
 
-    name = "custom"
+    name = "lvit"
 
     def __init__(
         self,
@@ -292,9 +292,40 @@ class MosMedDataModule(TextSegDataModule):
     name = "mosmed"
 
 
+class ManifestDataModule(TextSegDataModule):
+    """Users' own data: a manifest CSV/xlsx with image, mask, text and split columns."""
+
+    name = "custom"
+
+    def __init__(self, manifest: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+
+    def resolve_root(self) -> Path:
+        if not self.hparams.manifest:
+            raise DataError(f"dataset {self.name!r} needs dataset.manifest=/path/to/manifest.csv")
+        return Path(self.hparams.manifest).expanduser()
+
+    def read_split(self, split: str) -> list[Sample]:
+        return read_manifest(self.resolve_root(), split)
+
+
+class DukeBreastDataModule(ManifestDataModule):
+    """Duke-Breast through a manifest (the paper's text annotations are not public)."""
+
+    name = "breast"
+
+
 DATAMODULES: dict[str, type[TextSegDataModule]] = {
     cls.name: cls
-    for cls in (SyntheticDataModule, QaTaDataModule, MosMedDataModule, TextSegDataModule)
+    for cls in (
+        SyntheticDataModule,
+        QaTaDataModule,
+        MosMedDataModule,
+        TextSegDataModule,
+        ManifestDataModule,
+        DukeBreastDataModule,
+    )
 }
 
 

@@ -99,3 +99,47 @@ def read_lvit(root: str | Path, split: str) -> list[Sample]:
     if not samples:
         raise DataError(f"split {split!r} of {root} is empty: no rows of {sheet} match {mask_dir}")
     return samples
+
+
+MANIFEST_COLUMNS = ("image", "mask", "text", "split")
+
+
+def read_manifest(path: str | Path, split: str) -> list[Sample]:
+    """Read one split of a manifest: CSV or xlsx with columns image, mask, text, split.
+
+    Paths are relative to the manifest's folder; ``split`` is train, val or test. This is the
+    route for Duke-Breast (whose text is not public) and for users' own data.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(
+            f"manifest {path} does not exist (expected a CSV or xlsx with columns "
+            f"{', '.join(MANIFEST_COLUMNS)}); set dataset.manifest=/path/to/manifest.csv"
+        )
+    df = pd.read_excel(path) if path.suffix.lower() in (".xlsx", ".xls") else pd.read_csv(path)
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: manifest lacks column(s) {missing}; found {list(df.columns)}. "
+            f"It needs {', '.join(MANIFEST_COLUMNS)} (paths relative to the manifest)."
+        )
+    samples = []
+    for row, rec in enumerate(df.to_dict("records"), start=2):
+        if str(rec["split"]).strip().lower() != split:
+            continue
+        text = rec["text"]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(
+                f"{path} row {row}: empty text for {rec['image']}; write its description"
+            )
+        files = {}
+        for key in ("image", "mask"):
+            p = path.parent / str(rec[key]).strip()
+            if not p.is_file():
+                raise DataError(f"{path} row {row}: {key} {p} does not exist")
+            files[key] = p
+        samples.append(Sample(image=files["image"], mask=files["mask"], text=text.strip()))
+    if not samples:
+        raise DataError(f"split {split!r} of manifest {path} is empty: no row has split={split}")
+    return samples
