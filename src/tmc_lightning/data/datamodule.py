@@ -19,8 +19,9 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tmc_lightning.data import synthetic
-from tmc_lightning.data.imageio import load_image, load_mask
-from tmc_lightning.data.layouts import DataError, Sample, read_lvit, read_manifest
+from tmc_lightning.data.cache import cached_arrays
+from tmc_lightning.data.imageio import check_pair, load_image, load_mask
+from tmc_lightning.data.layouts import LAYOUTS, DataError, Sample, detect_layout, read_manifest
 from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
 from tmc_lightning.data.transforms import train_transform
 
@@ -75,7 +76,7 @@ class TripleDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         i, item_seed = key if isinstance(key, tuple) else (key, self.seed + key)
         rng = np.random.default_rng(item_seed)
-        image, mask = self.images[i], self.masks[i]
+        image, mask = np.array(self.images[i]), np.array(self.masks[i])  # copies off the memmap
         ids, attn = self.tokens[0][i], self.tokens[1][i]
         text = self.samples[i].text
         if self.hflip_p > 0 and self.swapped is not None and rng.random() < self.hflip_p:
@@ -106,6 +107,7 @@ class TextSegDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str | None = None,
+        layout: str = "auto",
         image_size: int = 224,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
@@ -116,6 +118,7 @@ class TextSegDataModule(L.LightningDataModule):
         aug_strength: float = 1.0,
         hflip: bool = False,
         seed: int = 0,
+        decoded_cache: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -130,7 +133,13 @@ class TextSegDataModule(L.LightningDataModule):
         return Path(self.hparams.root).expanduser()
 
     def read_split(self, split: str) -> list[Sample]:
-        return read_lvit(self.resolve_root(), split)
+        root = self.resolve_root()
+        layout = self.hparams.layout
+        if layout == "auto":
+            layout = detect_layout(root)
+        if layout not in LAYOUTS:
+            raise DataError(f"dataset.layout={layout!r} is unknown; use auto, {', '.join(LAYOUTS)}")
+        return LAYOUTS[layout](root, split)
 
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists on disk (QaTa's public release, e.g., ships no test split here)."""
@@ -175,8 +184,9 @@ class TextSegDataModule(L.LightningDataModule):
                 continue
             samples = self.read_split(split)
             self.samples[split] = samples
-            images = np.stack([load_image(s.image, hp.image_size) for s in samples])
-            masks = np.stack([load_mask(s.mask, hp.image_size) for s in samples])
+            images, masks = cached_arrays(
+                samples, hp.image_size, self.decoded_cache_dir(), self._decode
+            )
             texts = [s.text for s in samples]
             train = split == "train"
             swapped = None
@@ -193,6 +203,20 @@ class TextSegDataModule(L.LightningDataModule):
                 transform=train_transform(hp.aug_strength) if train and hp.augment else None,
                 hflip_p=0.5 if train and hp.hflip else 0.0,
             )
+
+    def _decode(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
+        size = self.hparams.image_size
+        for s in samples:
+            check_pair(s.image, s.mask)
+        images = np.stack([load_image(s.image, size) for s in samples])
+        masks = np.stack([load_mask(s.mask, size) for s in samples])
+        return images, masks
+
+    def decoded_cache_dir(self) -> Path | None:
+        """Where decoded arrays are cached (``dataset.decoded_cache=false`` turns it off)."""
+        if not self.hparams.decoded_cache:
+            return None
+        return synthetic.default_cache_dir() / "decoded"
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         hp = self.hparams

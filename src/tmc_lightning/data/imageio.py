@@ -33,6 +33,23 @@ def _to_gray8(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("L"), dtype=np.uint8)
 
 
+def check_pair(image: Path, mask: Path) -> None:
+    """Image and mask must have the same size (read from the headers, no decoding)."""
+    a, b = _open_header(image).size, _open_header(mask).size
+    if a != b:
+        raise DataError(
+            f"image {image} is {a[0]}x{a[1]} but its mask {mask} is {b[0]}x{b[1]}; "
+            "they must match (re-export the mask at the image's size)"
+        )
+
+
+def _open_header(path: Path) -> Image.Image:
+    try:
+        return Image.open(path)
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"cannot read image {path}: {err}; replace or remove the file") from None
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """Gray uint8 (size, size), bilinear resize; 16-bit is min-max scaled, colour converted."""
     im = Image.fromarray(_to_gray8(_open(path)))
@@ -47,8 +64,11 @@ def load_mask(path: Path, size: int) -> np.ndarray:
     if im.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
         im = im.convert("L")
     a = np.asarray(im).astype(np.float64)
-    hi = a.max()
-    binary = (a > hi / 2).astype(np.uint8) if hi > 0 else np.zeros(a.shape, np.uint8)
+    # 0/1, 0/255 (8-bit, possibly JPEG-noisy) and 0/65535 (16-bit) masks: threshold at half the
+    # value range the mask uses, never at half its own maximum (an empty noisy mask stays empty).
+    top = a.max()
+    scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
+    binary = (a > scale / 2).astype(np.uint8)
     im = Image.fromarray(binary)
     if im.size != (size, size):
         im = im.resize((size, size), Image.NEAREST)

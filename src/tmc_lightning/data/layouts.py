@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,82 @@ def _find_sheet(root: Path, split: str) -> Path:
     )
 
 
+class _Folder:
+    """The file names of one folder, looked up exactly first, then case-insensitively."""
+
+    def __init__(self, path: Path) -> None:
+        names = [p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+        self.path, self.exact = path, set(names)
+        self.lower = {n.lower(): n for n in names}
+        self.folded = 0
+
+    def find(self, name: str) -> str | None:
+        if name in self.exact:
+            return name
+        hit = self.lower.get(name.lower())
+        self.folded += hit is not None
+        return hit
+
+
+def _pair(
+    rows: list[tuple[int, object, object]],
+    sheet: Path,
+    img_dir: Path,
+    mask_dir: Path,
+    other_split_rows: bool = False,
+    check_unlisted: bool = True,
+) -> list[Sample]:
+    """Sheet rows (row number, mask name, text) -> samples, with one clear error per problem.
+
+    ``other_split_rows``: the sheet also lists another split's masks (QaTa's shared sheet), so
+    rows whose mask is not in ``mask_dir`` are skipped instead of reported.
+    """
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise DataError(
+                f"missing folder {d} (expected images in {img_dir} and masks in {mask_dir})"
+            )
+    images, masks = _Folder(img_dir), _Folder(mask_dir)
+    samples, used = [], set()
+    for row, raw_mask, text in rows:
+        mask_name = str(raw_mask).strip()
+        found = masks.find(mask_name)
+        if found is None:
+            if other_split_rows:
+                continue
+            raise DataError(f"{sheet} row {row}: mask {mask_dir / mask_name} does not exist")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{sheet} row {row}: empty Description for {mask_name}; write its text")
+        base = mask_name[5:] if mask_name.lower().startswith("mask_") else mask_name
+        image = images.find(base)
+        if image is None:
+            raise DataError(
+                f"{sheet} row {row}: image {img_dir / base} for mask {found} does not exist"
+            )
+        used.add(found)
+        samples.append(Sample(image=img_dir / image, mask=mask_dir / found, text=text.strip()))
+    unlisted = sorted(masks.exact - used) if check_unlisted else []
+    if unlisted:
+        raise DataError(
+            f"{len(unlisted)} mask(s) in {mask_dir} have no text row in {sheet} "
+            f"(e.g. {unlisted[:3]}); add their rows to the sheet or move the files out"
+        )
+    folded = images.folded + masks.folded
+    if folded:
+        warnings.warn(
+            f"{sheet}: {folded} file name(s) matched only case-insensitively; rename them to "
+            "match the sheet exactly to silence this warning",
+            stacklevel=2,
+        )
+    if not samples:
+        raise DataError(f"split in {mask_dir} is empty: no rows of {sheet} match its masks")
+    return samples
+
+
+def _sheet_rows(df: pd.DataFrame) -> list[tuple[int, object, object]]:
+    return list(zip(range(2, len(df) + 2), df["Image"], df["Description"], strict=True))
+
+
 def read_lvit(root: str | Path, split: str) -> list[Sample]:
     """Read one split of the LViT release layout (QaTa-COV19, MosMedData+, the synthetic set).
 
@@ -72,33 +149,68 @@ def read_lvit(root: str | Path, split: str) -> list[Sample]:
             "ROOT/{Train,Val,Test}_Folder/{img,labelcol}); set dataset.root or TMC_DATA_DIR."
         )
     folder = root / f"{SPLIT_FOLDERS[split]}_Folder"
-    img_dir, mask_dir = folder / "img", folder / "labelcol"
-    for d in (img_dir, mask_dir):
-        if not d.is_dir():
-            raise DataError(f"missing folder {d} (LViT layout: {folder}/img and {folder}/labelcol)")
     sheet = _find_sheet(root, split)
     df = _read_sheet(sheet)
-    masks = {p.name for p in mask_dir.iterdir()}
     shared = sheet.name.startswith("Train_Val")
-    samples = []
-    for row, (mask_name, text) in enumerate(
-        zip(df["Image"], df["Description"], strict=True), start=2
-    ):
-        mask_name = str(mask_name).strip()
-        if mask_name not in masks:
-            if shared:
-                continue  # the row belongs to the other split of a shared sheet
-            raise DataError(f"{sheet} row {row}: mask {mask_dir / mask_name} does not exist")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{sheet} row {row}: empty Description for {mask_name}; write its text")
-        image_name = mask_name[5:] if mask_name.startswith("mask_") else mask_name
-        image = img_dir / image_name
-        if not image.is_file():
-            raise DataError(f"{sheet} row {row}: image {image} for mask {mask_name} does not exist")
-        samples.append(Sample(image=image, mask=mask_dir / mask_name, text=text.strip()))
-    if not samples:
-        raise DataError(f"split {split!r} of {root} is empty: no rows of {sheet} match {mask_dir}")
-    return samples
+    return _pair(
+        _sheet_rows(df), sheet, folder / "img", folder / "labelcol", other_split_rows=shared
+    )
+
+
+ARIADNE_VAL_FRACTION = 0.2
+
+
+def read_ariadne(root: str | Path, split: str) -> list[Sample]:
+    """Read one split of Ariadne's Thread's layout.
+
+    ``ROOT/{Train,Val,Test}/{Images,GTs}`` (or ``Ground-truths``) with ``ROOT/prompt/{split}.csv``
+    (columns Image = mask file name, Description). Without ``val.csv``, the last 20% of
+    ``train.csv`` (rows from the Train folder) is the validation split.
+    """
+    root = Path(root)
+    prompt = root / "prompt"
+    if not prompt.is_dir():
+        raise DataError(
+            f"dataset root {root} has no prompt/ folder (expected Ariadne's layout "
+            "ROOT/{Train,Test}/{Images,GTs} and ROOT/prompt/{train,test}.csv); set dataset.root"
+        )
+    sheet, folder, part = prompt / f"{split}.csv", root / SPLIT_FOLDERS[split], None
+    if split in ("train", "val") and not (prompt / "val.csv").is_file():
+        sheet, folder = prompt / "train.csv", root / "Train"
+        part = split
+    if not sheet.is_file():
+        raise DataError(f"missing prompt sheet {sheet} for split {split!r} (Ariadne layout)")
+    df = _read_sheet(sheet)
+    rows = _sheet_rows(df)
+    if part is not None:
+        cut = int(round(len(rows) * (1 - ARIADNE_VAL_FRACTION)))
+        rows = rows[:cut] if part == "train" else rows[cut:]
+    masks = next(
+        (folder / n for n in ("GTs", "Ground-truths") if (folder / n).is_dir()), folder / "GTs"
+    )
+    # A validation split carved out of train.csv shares the Train folders: the rest is train's.
+    carved = part is not None
+    return _pair(
+        rows, sheet, folder / "Images", masks, other_split_rows=carved, check_unlisted=not carved
+    )
+
+
+LAYOUTS = {"lvit": read_lvit, "ariadne": read_ariadne}
+
+
+def detect_layout(root: str | Path) -> str:
+    """``lvit`` or ``ariadne`` from the folders under ``root``."""
+    root = Path(root)
+    if any((root / f"{s}_Folder").is_dir() for s in SPLIT_FOLDERS.values()):
+        return "lvit"
+    if (root / "prompt").is_dir():
+        return "ariadne"
+    raise DataError(
+        f"cannot tell the layout of {root}: expected the LViT layout (Train_Folder/img, "
+        "Train_Folder/labelcol + Train_text.xlsx) or Ariadne's (Train/Images, Train/GTs + "
+        "prompt/train.csv). Set dataset.root to the folder that holds them"
+        + ("" if root.is_dir() else f" ({root} does not exist; set dataset.root or TMC_DATA_DIR)")
+    )
 
 
 MANIFEST_COLUMNS = ("image", "mask", "text", "split")

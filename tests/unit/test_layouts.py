@@ -1,0 +1,195 @@
+"""LViT and Ariadne layouts in tmp folders: the triples they load and every malformed case."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tmc_lightning.data.datamodule import build_datamodule
+from tmc_lightning.data.imageio import check_pair, load_image, load_mask
+from tmc_lightning.data.layouts import DataError, detect_layout, read_ariadne, read_lvit
+
+TEXT = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
+
+
+def _pair(img_dir, mask_dir, name, mask_name, size=(32, 32)):
+    img_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size[::-1], 100, np.uint8)).save(img_dir / name)
+    m = np.zeros(size[::-1], np.uint8)
+    m[4:10, 4:10] = 255
+    Image.fromarray(m).save(mask_dir / mask_name)
+
+
+def make_lvit(root, n=3, mosmed=False):
+    for split, stem in (("train", "Train"), ("val", "Val")):
+        rows = []
+        for i in range(n):
+            name = f"{split}{i}.png"
+            mask = name if mosmed else f"mask_{name}"
+            _pair(root / f"{stem}_Folder" / "img", root / f"{stem}_Folder" / "labelcol", name, mask)
+            rows.append({"Image": mask, "Description": TEXT})
+        pd.DataFrame(rows).to_excel(root / f"{stem}_Folder" / f"{stem}_text.xlsx", index=False)
+    return root
+
+
+def make_ariadne(root, n=5):
+    rows = []
+    for i in range(n):
+        _pair(root / "Train" / "Images", root / "Train" / "GTs", f"c{i}.png", f"mask_c{i}.png")
+        rows.append({"Image": f"mask_c{i}.png", "Description": TEXT})
+    (root / "prompt").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(root / "prompt" / "train.csv", index=False)
+    return root
+
+
+def test_lvit_qata_and_mosmed_naming(tmp_path):
+    qata = read_lvit(make_lvit(tmp_path / "q"), "train")
+    assert [s.image.name for s in qata] == ["train0.png", "train1.png", "train2.png"]
+    assert qata[0].mask.name == "mask_train0.png" and qata[0].text == TEXT
+    mosmed = read_lvit(make_lvit(tmp_path / "m", mosmed=True), "val")
+    assert mosmed[0].mask.name == mosmed[0].image.name == "val0.png"
+
+
+def test_mosmed_semicolon_csv_with_text_column(tmp_path):
+    root = make_lvit(tmp_path, mosmed=True)
+    (root / "Train_Folder" / "Train_text.xlsx").unlink()
+    (root / "Train_Folder" / "Train_text.csv").write_text(
+        "Image;text\n" + "".join(f"train{i}.png;{TEXT}\n" for i in range(3))
+    )
+    assert len(read_lvit(root, "train")) == 3
+
+
+def test_shared_train_val_sheet(tmp_path):
+    root = make_lvit(tmp_path)
+    frames = [pd.read_excel(root / f"{s}_Folder" / f"{s}_text.xlsx") for s in ("Train", "Val")]
+    for s in ("Train", "Val"):
+        (root / f"{s}_Folder" / f"{s}_text.xlsx").unlink()
+    pd.concat(frames).to_excel(root / "Train_Val_text.xlsx", index=False)
+    assert len(read_lvit(root, "train")) == 3 and len(read_lvit(root, "val")) == 3
+
+
+def test_ariadne_val_is_last_fifth_of_train(tmp_path):
+    root = make_ariadne(tmp_path)
+    assert detect_layout(root) == "ariadne"
+    assert [s.image.name for s in read_ariadne(root, "train")] == [
+        "c0.png",
+        "c1.png",
+        "c2.png",
+        "c3.png",
+    ]
+    assert [s.image.name for s in read_ariadne(root, "val")] == ["c4.png"]
+
+
+def test_case_insensitive_match_warns_once_with_a_count(tmp_path):
+    root = make_lvit(tmp_path)
+    img = root / "Train_Folder" / "img"
+    (img / "train0.png").rename(img / "TRAIN0.png")
+    (img / "train1.png").rename(img / "Train1.PNG")
+    with pytest.warns(UserWarning, match="2 file name"):
+        samples = read_lvit(root, "train")
+    assert samples[0].image.name == "TRAIN0.png"
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("missing_mask", "mask .* does not exist"),
+        ("missing_text_row", "have no text row"),
+        ("wrong_columns", "lacks column"),
+        ("empty_description", "row 3: empty Description"),
+        ("empty_split", "empty"),
+        ("missing_image", "image .* does not exist"),
+    ],
+)
+def test_malformed_lvit_gives_one_clear_error(tmp_path, breakage, message):
+    root = make_lvit(tmp_path)
+    folder = root / "Train_Folder"
+    sheet = folder / "Train_text.xlsx"
+    df = pd.read_excel(sheet)
+    if breakage == "missing_mask":
+        (folder / "labelcol" / "mask_train1.png").unlink()
+    elif breakage == "missing_text_row":
+        df.iloc[:2].to_excel(sheet, index=False)
+    elif breakage == "wrong_columns":
+        df.rename(columns={"Description": "Caption"}).to_excel(sheet, index=False)
+    elif breakage == "empty_description":
+        df.loc[1, "Description"] = ""
+        df.to_excel(sheet, index=False)
+    elif breakage == "empty_split":
+        for p in (folder / "labelcol").iterdir():
+            p.unlink()
+        df.iloc[:0].to_excel(sheet, index=False)
+    elif breakage == "missing_image":
+        (folder / "img" / "train2.png").unlink()
+    with pytest.raises(DataError, match=message):
+        read_lvit(root, "train")
+
+
+def test_root_that_does_not_exist_names_the_layouts(tmp_path):
+    dm = build_datamodule("qata", root=str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="LViT layout.*Ariadne"):
+        dm.setup("fit")
+
+
+def test_corrupt_png_and_size_mismatch(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    with pytest.raises(DataError, match="cannot read image .*bad.png"):
+        load_image(bad, 16)
+    _pair(tmp_path / "i", tmp_path / "m", "a.png", "a.png", size=(32, 32))
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "m" / "b.png")
+    with pytest.raises(DataError, match="32x32 but its mask .* 30x20"):
+        check_pair(tmp_path / "i" / "a.png", tmp_path / "m" / "b.png")
+
+
+def test_non_ascii_text_loads_and_tokenises(tmp_path, cache_dir):
+    root = make_lvit(tmp_path)
+    for s in ("Train", "Val"):
+        sheet = root / f"{s}_Folder" / f"{s}_text.xlsx"
+        df = pd.read_excel(sheet)
+        df["Description"] = "Infiltración bilateral, lóbulo inferior izquierdo — 2 áreas."
+        df.to_excel(sheet, index=False)
+    dm = build_datamodule("qata", root=str(root), image_size=32, batch_size=2, decoded_cache=False)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["attention_mask"].sum(1).min() > 5 and "Infiltración" in batch["text"][0]
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype"),
+    [((0, 1), np.uint8), ((0, 255), np.uint8), ((0, 65535), np.uint16), ((0, 1), np.uint16)],
+)
+def test_mask_encodings_binarise_alike(tmp_path, values, dtype):
+    m = np.full((20, 20), values[0], dtype)
+    m[5:15, 5:15] = values[1]
+    Image.fromarray(m).save(tmp_path / "m.png")
+    out = load_mask(tmp_path / "m.png", 20)
+    assert out.sum() == 100 and set(np.unique(out)) == {0, 1}
+
+
+def test_jpeg_noisy_masks(tmp_path):
+    m = np.zeros((40, 40), np.uint8)
+    m[10:30, 10:30] = 255
+    Image.fromarray(m).save(tmp_path / "m.jpg", quality=60)
+    out = load_mask(tmp_path / "m.jpg", 40)
+    assert abs(int(out.sum()) - 400) < 40
+    Image.fromarray(np.zeros((40, 40), np.uint8) + 3).save(tmp_path / "empty.jpg", quality=60)
+    assert load_mask(tmp_path / "empty.jpg", 40).sum() == 0  # faint noise is not a lesion
+
+
+def test_decoded_cache_is_reused_and_invalidated(tmp_path, cache_dir):
+    root = make_lvit(tmp_path / "d")
+    dm = build_datamodule("qata", root=str(root), image_size=16, batch_size=2)
+    dm.setup("fit")
+    cached = sorted((cache_dir / "decoded").glob("*.npy"))
+    assert cached
+    again = build_datamodule("qata", root=str(root), image_size=16, batch_size=2)
+    again.setup("fit")
+    assert sorted((cache_dir / "decoded").glob("*.npy")) == cached  # reused, nothing new
+    img = np.zeros((32, 32), np.uint8)
+    Image.fromarray(img).save(root / "Train_Folder" / "img" / "train0.png")  # edit a file
+    third = build_datamodule("qata", root=str(root), image_size=16, batch_size=2)
+    third.setup("fit")
+    assert len(list((cache_dir / "decoded").glob("*.npy"))) > len(cached)
+    assert third.datasets["train"].images[0].max() == 0
