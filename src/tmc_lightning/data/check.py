@@ -1,0 +1,154 @@
+"""Inspect a dataset before training: ``tmc-data check dataset=qata dataset.root=...``.
+
+Prints per split: counts, image sizes, mask coverage, text lengths and distinct texts,
+duplicates, unreadable files, images without masks. Exits 1 when something would stop training
+(a train or val split that does not load, unreadable files, image/mask size mismatches).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import sys
+from collections import Counter
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+
+from tmc_lightning.data.layouts import DataError, Sample
+from tmc_lightning.utils import CONF_DIR
+
+REQUIRED = ("train", "val")
+
+
+def _stats(values: list[float], fmt: str = "{:.1f}") -> str:
+    if not values:
+        return "-"
+    return (
+        "min "
+        + fmt.format(min(values))
+        + ", mean "
+        + fmt.format(statistics.fmean(values))
+        + ", max "
+        + fmt.format(max(values))
+    )
+
+
+def inspect_split(samples: list[Sample]) -> dict[str, Any]:
+    """Facts about one split's files; decodes each mask once at its native size."""
+    sizes: Counter[tuple[int, int]] = Counter()
+    coverage, unreadable, mismatched, digests = [], [], [], {}
+    for s in samples:
+        try:
+            with Image.open(s.image) as im:
+                im.load()
+                isize = im.size
+            with Image.open(s.mask) as mk:
+                m = np.asarray(mk.convert("L") if mk.mode not in ("I;16", "I", "F") else mk).astype(
+                    np.float64
+                )
+                msize = mk.size
+        except OSError as err:
+            unreadable.append(f"{s.image.name} / {s.mask.name}: {err}")
+            continue
+        sizes[isize] += 1
+        if isize != msize:
+            mismatched.append(f"{s.image} {isize} vs {s.mask} {msize}")
+        top = m.max()
+        scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
+        coverage.append(float((m > scale / 2).mean()) * 100)
+        digests.setdefault(hashlib.sha1(s.image.read_bytes()).hexdigest(), []).append(s.image.name)
+    texts = [s.text for s in samples]
+    used = {s.image.name for s in samples}
+    folders = {s.image.parent for s in samples}
+    orphans = sorted(
+        p.name for d in folders for p in d.iterdir() if p.is_file() and p.name not in used
+    )
+    return {
+        "count": len(samples),
+        "sizes": sizes,
+        "coverage": coverage,
+        "empty_masks": sum(c == 0 for c in coverage),
+        "text_words": [len(t.split()) for t in texts],
+        "distinct_texts": len(set(texts)),
+        "duplicate_images": [names for names in digests.values() if len(names) > 1],
+        "unreadable": unreadable,
+        "mismatched": mismatched,
+        "images_without_masks": orphans,
+        "digests": set(digests),
+    }
+
+
+def report(dm) -> int:
+    """Print the report for a DataModule; return the exit code (0 = ready to train)."""
+    fatal = 0
+    seen: dict[str, set[str]] = {}
+    print(f"dataset {dm.name!r} at {dm.resolve_root()}")
+    for split in ("train", "val", "test"):
+        print(f"\n[{split}]")
+        try:
+            samples = dm.read_split(split)
+        except DataError as err:
+            required = split in REQUIRED
+            fatal += required
+            print(f"  {'ERROR' if required else 'absent'}: {err}")
+            continue
+        info = inspect_split(samples)
+        seen[split] = info["digests"]
+        sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in info["sizes"].most_common(5))
+        print(f"  triples: {info['count']}")
+        print(f"  image sizes: {sizes}{' ...' if len(info['sizes']) > 5 else ''}")
+        print(
+            f"  mask coverage %: {_stats(info['coverage'], '{:.2f}')}; empty masks: {info['empty_masks']}"
+        )
+        print(
+            f"  text length (words): {_stats(info['text_words'])}; distinct texts: {info['distinct_texts']}"
+        )
+        print(
+            f"  duplicate images (same bytes): {len(info['duplicate_images'])}"
+            + (f", e.g. {info['duplicate_images'][:2]}" if info["duplicate_images"] else "")
+        )
+        print(
+            f"  images without masks/text: {len(info['images_without_masks'])}"
+            + (f", e.g. {info['images_without_masks'][:3]}" if info["images_without_masks"] else "")
+        )
+        for key, label in (
+            ("unreadable", "unreadable files"),
+            ("mismatched", "image/mask size mismatches"),
+        ):
+            if info[key]:
+                fatal += 1
+                print(f"  ERROR {label}: {len(info[key])}, e.g. {info[key][:3]}")
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        if a in seen and b in seen and (n := len(seen[a] & seen[b])):
+            print(f"\nWARNING: {n} identical image(s) appear in both {a} and {b}")
+    print("\nready to train" if not fatal else f"\n{fatal} problem(s) would stop training")
+    return 1 if fatal else 0
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="check")
+def main(cfg: DictConfig) -> None:
+    from tmc_lightning.train import make_datamodule
+
+    dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), None)
+    if hasattr(dm, "prepare_data"):
+        dm.prepare_data()
+    code = report(dm)
+    if code:
+        sys.exit(code)
+
+
+def cli() -> None:
+    """``tmc-data check [overrides]``."""
+    if len(sys.argv) < 2 or sys.argv[1] != "check":
+        print("usage: tmc-data check dataset=<name> [dataset.root=...]", file=sys.stderr)
+        sys.exit(2)
+    del sys.argv[1]
+    main()
+
+
+if __name__ == "__main__":
+    main()
