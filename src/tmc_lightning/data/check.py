@@ -18,6 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from tmc_lightning.data.imageio import binarize_mask
 from tmc_lightning.data.layouts import DataError, Sample
 from tmc_lightning.utils import CONF_DIR
 
@@ -57,9 +58,7 @@ def inspect_split(samples: list[Sample]) -> dict[str, Any]:
         sizes[isize] += 1
         if isize != msize:
             mismatched.append(f"{s.image} {isize} vs {s.mask} {msize}")
-        top = m.max()
-        scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
-        coverage.append(float((m > scale / 2).mean()) * 100)
+        coverage.append(float(binarize_mask(m).mean()) * 100)
         digests.setdefault(hashlib.sha1(s.image.read_bytes()).hexdigest(), []).append(s.image.name)
     texts = [s.text for s in samples]
     used = {s.image.name for s in samples}

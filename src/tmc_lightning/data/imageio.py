@@ -58,17 +58,24 @@ def load_image(path: Path, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+def binarize_mask(a: np.ndarray) -> np.ndarray:
+    """0/1, 0/255 (possibly JPEG-noisy) and 0/65535 masks -> uint8 {0, 1}.
+
+    Thresholds at half the value range the mask uses, never at half its own maximum, so an
+    empty noisy mask stays empty.
+    """
+    top = a.max()
+    scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
+    return (a > scale / 2).astype(np.uint8)
+
+
 def load_mask(path: Path, size: int) -> np.ndarray:
     """Binary uint8 {0, 1} (size, size), nearest-neighbour resize; 0/1, 0/255 and noisy masks."""
     im = _open(path)
     if im.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
         im = im.convert("L")
     a = np.asarray(im).astype(np.float64)
-    # 0/1, 0/255 (8-bit, possibly JPEG-noisy) and 0/65535 (16-bit) masks: threshold at half the
-    # value range the mask uses, never at half its own maximum (an empty noisy mask stays empty).
-    top = a.max()
-    scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
-    binary = (a > scale / 2).astype(np.uint8)
+    binary = binarize_mask(a)
     im = Image.fromarray(binary)
     if im.size != (size, size):
         im = im.resize((size, size), Image.NEAREST)
