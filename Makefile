@@ -5,7 +5,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
-export WANDB_MODE ?= offline
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 .PHONY: help install train test test-slow lint format clean
@@ -25,10 +24,10 @@ train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="ke
 	$(PY) -m tmc_lightning.train $(ARGS)
 
 test: install ## offline CPU test suite (no slow tests)
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(ARGS)
 
 test-slow: install ## also the slow tests (real-data training steps)
-	$(PY) -m pytest $(ARGS)
+	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check src tests experiments

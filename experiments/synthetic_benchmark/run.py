@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -52,8 +53,13 @@ def main() -> int:
         "--name", default="synthetic_benchmark", help="results file stem and run folder"
     )
     ap.add_argument("--out", default=None, help="run folders (default outputs/<name>)")
-    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
+    ap.add_argument(
+        "overrides",
+        nargs="*",
+        help="extra Hydra overrides for every run; MODEL:key=value applies to one model only",
+    )
     args = ap.parse_args()
+    common, per_model = split_overrides(args.overrides, args.models)
 
     out_root = Path(args.out) if args.out else REPO / "outputs" / args.name
     rows = []
@@ -66,20 +72,26 @@ def main() -> int:
             f"model={model}",
             f"hydra.run.dir={run_dir}",
             "callbacks.rich_progress=false",
-            *args.overrides,
+            *common,
+            *per_model.get(model, []),
         ]
         if args.epochs:
             cmd.append(f"trainer.max_epochs={args.epochs}")
         print("+", " ".join(cmd[1:]), flush=True)
-        start = time.time()
+        start, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(cmd, cwd=REPO, check=True)
         wall = time.time() - start
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU seconds (user + system) of the training process: unlike wall time, this does
+        # not grow when other work shares the machine.
+        cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         m = json.loads((run_dir / "metrics.json").read_text())
         curve = val_curve(run_dir / "logs" / "metrics.csv", m["epochs_trained"])
         rows.append(
             {
                 "model": model,
                 "wall_s": round(wall, 1),
+                "cpu_s": round(cpu_s, 1),
                 "epochs": m["epochs_trained"],
                 "params": m["model"]["params"],
                 "gflops": m["model"]["gflops_per_image"],
@@ -116,14 +128,15 @@ def main() -> int:
         "",
         *intro,
         "",
-        f"| model | {split} Dice | {split} IoU | {split} Dice (global) | {split} IoU (global) | val Dice | params (M) | GFLOPs/img | epochs | wall time |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| model | {split} Dice | {split} IoU | {split} Dice (global) | {split} IoU (global) | val Dice | params (M) | GFLOPs/img | epochs | wall time | CPU time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t = r[split]
         lines.append(
             f"| {r['model']} | {t['dice']:.4f} | {t['iou']:.4f} | {t['dice_global']:.4f} | {t['iou_global']:.4f} "
-            f"| {r['val']['dice']:.4f} | {r['params'] / 1e6:.2f} | {r['gflops']:.2f} | {r['epochs']} | {r['wall_s'] / 60:.1f} min |"
+            f"| {r['val']['dice']:.4f} | {r['params'] / 1e6:.2f} | {r['gflops']:.2f} | {r['epochs']} | {r['wall_s'] / 60:.1f} min "
+            f"| {r['cpu_s'] / 60:.1f} CPU-min |"
         )
     lines += ["", "Per-epoch validation Dice (per-image):", ""]
     for r in rows:
@@ -131,6 +144,24 @@ def main() -> int:
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def split_overrides(overrides: list[str], models: list[str]) -> tuple[list[str], dict]:
+    """Split ``unet:trainer.max_epochs=10`` (one model) from plain overrides (every model)."""
+    common: list[str] = []
+    per_model: dict[str, list[str]] = {}
+    for ov in overrides:
+        key = ov.split("=", 1)[0]
+        if ":" in key:
+            model, rest = ov.split(":", 1)
+            if model not in models:
+                raise SystemExit(
+                    f"override {ov!r} names model {model!r}, which is not in --models {models}"
+                )
+            per_model.setdefault(model, []).append(rest)
+        else:
+            common.append(ov)
+    return common, per_model
 
 
 def val_curve(csv_path: Path, epochs: int) -> list[float]:

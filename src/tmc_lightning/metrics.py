@@ -40,9 +40,13 @@ class PerImageDiceIoU(Metric):
         self.add_state("dice_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("iou_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        # The latest batch's (dice, iou) per image, not a synced state: a callback pairs them
+        # with the batch's image names to write per-image scores without a second pass.
+        self.last_scores: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         dice, iou = per_image_scores(logits, target)
+        self.last_scores = (dice.detach(), iou.detach())
         self.dice_sum += dice.sum()
         self.iou_sum += iou.sum()
         self.count += dice.numel()

@@ -10,6 +10,7 @@ import torch
 from tmc_lightning.losses import multi_stage_alignment_loss, same_text_matrix, task_loss
 from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
 from tmc_lightning.models import build_model
+from tmc_lightning.models.base import SegOutput
 
 
 class SegmentationModule(L.LightningModule):
@@ -34,10 +35,19 @@ class SegmentationModule(L.LightningModule):
         max_epochs: int = 100,
         min_lr_ratio: float = 0.01,
         seed: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_name, **(model_kwargs or {}))
+        if channels_last:
+            # Only 4-D weights change layout; parameter names and values stay the same, so
+            # checkpoints load into either layout.
+            self.model.to(memory_format=torch.channels_last)
+        # torch.compile'd forward_features, built on first use. A plain attribute, not a
+        # submodule: the state dict keeps its keys (no "_orig_mod." prefix).
+        self._compiled_features: Any = None
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{s}_{kind}": cls()
@@ -47,16 +57,32 @@ class SegmentationModule(L.LightningModule):
         )
 
     def forward(self, image, input_ids=None, attention_mask=None) -> torch.Tensor:
-        return self.model(image, input_ids, attention_mask)
+        return self.features(image, input_ids, attention_mask).logits
+
+    def features(self, image, input_ids=None, attention_mask=None) -> SegOutput:
+        """The network's ``forward_features`` under the perf switches (channels_last, compile)."""
+        if self.hparams.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        if not self.hparams.compile:
+            return self.model.forward_features(image, input_ids, attention_mask)
+        if self._compiled_features is None:
+            self._compiled_features = torch.compile(self.model.forward_features)
+        return self._compiled_features(image, input_ids, attention_mask)
 
     def _step(
         self, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        out = self.model.forward_features(
-            batch["image"], batch["input_ids"], batch["attention_mask"]
-        )
+        out = self.features(batch["image"], batch["input_ids"], batch["attention_mask"])
         losses = {"task": task_loss(out.logits, batch["mask"], self.hparams.dice_weight)}
         loss = losses["task"]
+        if out.aux_logits and self.training:
+            # Deep supervision: the aux heads together weigh as much as the final head (their
+            # mean, so the weight does not grow with their number). Evaluation scores and
+            # reports the loss of the final head only, so val/loss compares across models.
+            losses["aux"] = torch.stack(
+                [task_loss(a, batch["mask"], self.hparams.dice_weight) for a in out.aux_logits]
+            ).mean()
+            loss = loss + losses["aux"]
         if out.align and self.hparams.align_weight > 0:
             losses["align"] = multi_stage_alignment_loss(
                 out.align, same_text_matrix(batch["input_ids"])

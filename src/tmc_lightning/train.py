@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -16,12 +17,16 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
     RichProgressBar,
 )
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from tmc_lightning.data.datamodule import TextSegDataModule, build_datamodule
+from tmc_lightning.models.encoders import text_settings
 from tmc_lightning.models.registry import model_class
 from tmc_lightning.module import SegmentationModule
+from tmc_lightning.per_image import PerImageRecorder, write_scores_csv
+from tmc_lightning.tracking import finish_wandb, make_wandb_logger
 from tmc_lightning.utils import CONF_DIR, git_commit, model_report, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.train")
@@ -56,6 +61,9 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
         max_epochs=cfg.trainer.max_epochs,
         min_lr_ratio=cfg.optim.min_lr_ratio,
         seed=cfg.seed,
+        # select(): a run resumed from a config saved before the perf section still loads
+        channels_last=bool(OmegaConf.select(cfg, "perf.channels_last", default=False)),
+        compile=bool(OmegaConf.select(cfg, "perf.compile", default=False)),
     )
     if hasattr(module.model, "checkpoint_kwargs"):
         # Store kwargs that rebuild the architecture offline; weights come from the state dict.
@@ -70,6 +78,7 @@ def tokenizer_for(cfg: DictConfig) -> str | None:
     if not cls.uses_text:
         return None
     kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    kwargs["text"] = text_settings(kwargs.pop("text_encoder", None), kwargs.get("text"))
     text = cls.resolve_text(kwargs)
     return text.get("name") if text.get("pretrained") else None
 
@@ -99,7 +108,11 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         version = next(
             f"logs-resume{i}" for i in range(1, 1000) if not (run_dir / f"logs-resume{i}").exists()
         )
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version=version)] if cfg.logger.csv else []
+    loggers: list[Logger] = []
+    if cfg.logger.csv:
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=version))
+    if cfg.logger.get("wandb"):
+        loggers.append(make_wandb_logger(cfg, run_dir, version))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     return L.Trainer(
         default_root_dir=str(run_dir),
@@ -139,8 +152,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), tokenizer_for(cfg))
     dm.prepare_data()
     module = make_module(cfg, dm)
-    (run_dir / "tokenizer.json").write_text(dm.build_tokenizer().to_str())
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if rank_zero_only.rank == 0:  # under DDP every rank runs this function; one writes
+        (run_dir / "tokenizer.json").write_text(dm.build_tokenizer().to_str())
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     report = model_report(module.model, cfg.dataset.image_size, cfg.max_words)
     log.info(
         "model %s: %.2fM parameters (%.2fM trainable), %.2f GFLOPs per image (forward)",
@@ -162,6 +176,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
     if cfg.run_test and not trainer.fast_dev_run:
         ckpt = trainer.checkpoint_callback.best_model_path or "last"
+        recorder = PerImageRecorder()  # per-image scores of this final scoring, for paired tests
+        trainer.callbacks.append(recorder)
         val = trainer.validate(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
         results.update(best_checkpoint=ckpt, val=_strip(val, "val/"))
         if dm.has_split("test"):
@@ -171,9 +187,15 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             log.warning(
                 "dataset has no test split at %s: reporting validation only", dm.resolve_root()
             )
+        if trainer.is_global_zero:
+            for split, rows in recorder.rows.items():
+                write_scores_csv(run_dir / f"per_image_{split}.csv", rows)
     results["dataset"] = dm.identity()
     results["wall_time_s"] = round(time.time() - start, 1)
+    if not trainer.is_global_zero:
+        return results
     write_json_atomic(run_dir / "metrics.json", results)
+    finish_wandb(trainer.loggers, results)
     if "test" in results:
         log.info(
             "final val Dice %.4f | test Dice %.4f (per-image) | test Dice %.4f (global)",
@@ -190,6 +212,17 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def _strip(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def sweep_dirname(overrides: str, limit: int = 120) -> str:
+    """A sweep job's folder name from its overrides: no '/', at most ``limit`` characters."""
+    name = overrides.replace("/", "_") or "defaults"
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+OmegaConf.register_new_resolver("tmc_dirname", sweep_dirname, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

@@ -50,9 +50,14 @@ def _open_header(path: Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: {err}; replace or remove the file") from None
 
 
+def read_image(path: Path) -> np.ndarray:
+    """Gray uint8 at the file's own size; 16-bit is min-max scaled, colour converted."""
+    return _to_gray8(_open(path))
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """Gray uint8 (size, size), bilinear resize; 16-bit is min-max scaled, colour converted."""
-    im = Image.fromarray(_to_gray8(_open(path)))
+    im = Image.fromarray(read_image(path))
     if im.size != (size, size):
         im = im.resize((size, size), Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
@@ -69,14 +74,17 @@ def binarize_mask(a: np.ndarray) -> np.ndarray:
     return (a > scale / 2).astype(np.uint8)
 
 
-def load_mask(path: Path, size: int) -> np.ndarray:
-    """Binary uint8 {0, 1} (size, size), nearest-neighbour resize; 0/1, 0/255 and noisy masks."""
+def read_mask(path: Path) -> np.ndarray:
+    """Binary uint8 {0, 1} at the file's own size; 0/1, 0/255, 16-bit and noisy masks."""
     im = _open(path)
     if im.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
         im = im.convert("L")
-    a = np.asarray(im).astype(np.float64)
-    binary = binarize_mask(a)
-    im = Image.fromarray(binary)
+    return binarize_mask(np.asarray(im).astype(np.float64))
+
+
+def load_mask(path: Path, size: int) -> np.ndarray:
+    """Binary uint8 {0, 1} (size, size), nearest-neighbour resize; 0/1, 0/255 and noisy masks."""
+    im = Image.fromarray(read_mask(path))
     if im.size != (size, size):
         im = im.resize((size, size), Image.NEAREST)
     return np.asarray(im, dtype=np.uint8)

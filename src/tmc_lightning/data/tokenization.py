@@ -45,19 +45,16 @@ def load_pretrained(name: str) -> Tokenizer:
 
     from tmc_lightning.models.hub import load_hf
 
-    hf = load_hf(
-        lambda n, **kw: AutoTokenizer.from_pretrained(n, **kw),
-        name,
-        "tokenizer",
-        "+model.text.name",
-    )
+    hf = load_hf(lambda n, **kw: AutoTokenizer.from_pretrained(n, **kw), name, "tokenizer")
     if not getattr(hf, "is_fast", False):
         raise ValueError(f"tokenizer {name!r} has no fast (Rust) version; TMC needs one")
     return hf.backend_tokenizer
 
 
 def pad_id(tok: Tokenizer) -> int:
-    for token in ("[PAD]", "<pad>"):
+    # BERT, RoBERTa/T5-style, CLIP (which pads with its end-of-text token); the attention mask
+    # hides padding anyway, so the fallback id 0 is only cosmetic.
+    for token in ("[PAD]", "<pad>", "<|endoftext|>"):
         if (i := tok.token_to_id(token)) is not None:
             return i
     return 0

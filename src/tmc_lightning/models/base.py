@@ -26,6 +26,8 @@ class SegOutput:
     align: list[AlignFeatures] = field(default_factory=list)
     # Per MCM stage: visual-token -> word attention, averaged over heads, (B, T, h_i, w_i).
     attentions: list[torch.Tensor] = field(default_factory=list)
+    # Deep-supervision heads (UNet++), each (B, 1, H, W): trained on, never scored.
+    aux_logits: list[torch.Tensor] = field(default_factory=list)
 
 
 class SegmentationNet(nn.Module):

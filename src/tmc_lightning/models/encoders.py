@@ -1,4 +1,4 @@
-"""Staged encoders: a timm Swin and a Hugging Face BERT-like model, run one stage at a time.
+"""Staged encoders: a timm Swin and a Hugging Face text encoder, run one stage at a time.
 
 TMC interleaves the two encoders (stage i of each, then cross-attention), so both expose
 ``embed`` (stage-0 input) and ``stage(i, x)`` instead of a single ``forward``.
@@ -6,6 +6,7 @@ TMC interleaves the two encoders (stage i of each, then cross-attention), so bot
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import timm
@@ -51,10 +52,20 @@ class StagedSwin(nn.Module):
 
 
 class StagedTextEncoder(nn.Module):
-    """A BERT-like encoder whose transformer layers are split evenly into ``num_stages`` groups.
+    """A text encoder whose transformer layers are split evenly into ``num_stages`` groups.
 
-    ``name`` is a hub name or a local directory; with ``name=None`` a randomly initialised BERT
-    is built from ``overrides`` (hidden_size, num_hidden_layers, ...), which needs no download.
+    Two families: BERT-like models (``.embeddings`` + ``.encoder.layer``; bidirectional) and
+    CLIP's text tower (``CLIPTextModel``: ``.embeddings`` + ``.encoder.layers`` +
+    ``.final_layer_norm``; causal). ``name`` is a hub name or a local directory; a full CLIP
+    checkpoint (``openai/clip-vit-base-patch32``) contributes only its text tower. With
+    ``name=None`` a randomly initialised BERT is built from ``overrides`` (hidden_size,
+    num_hidden_layers, ...), which needs no download.
+
+    CLIP's stages run pre-norm layers under a causal + padding mask; its ``final_layer_norm``
+    closes the last stage, so the last stage's output is CLIP's ``last_hidden_state``. The
+    sentence token (:meth:`cls`) is BERT's ``[CLS]`` (position 0) or, for CLIP, the last real
+    token: the end-of-text token whose state CLIP itself pools. Under CLIP's causal mask
+    position 0 sees only itself, so it carries nothing about the sentence.
     """
 
     def __init__(
@@ -69,74 +80,172 @@ class StagedTextEncoder(nn.Module):
         **overrides: Any,
     ) -> None:
         super().__init__()
-        from transformers import AutoConfig, AutoModel, BertConfig
+        from transformers import AutoConfig, BertConfig
 
         if pretrained and name is None and config is None:
             raise ValueError(
                 "text encoder: pretrained=true needs a model name or local directory; "
-                "set +model.text.name=bert-base-uncased (or a path), or model.pretrained=false"
+                "choose one with text_encoder=bert_base|clip|local (text_encoder.path=DIR) or "
+                "+model.text.name=bert-base-uncased, or set model.pretrained=false"
             )
         if vocab_size is not None and (name is None or not pretrained):
             overrides["vocab_size"] = vocab_size
         if config is not None:  # a resolved config stored in a checkpoint: no hub access
-            cfg = AutoConfig.for_model(**{**config, **overrides})
-            model = AutoModel.from_config(cfg, add_pooling_layer=False, attn_implementation="sdpa")
+            model = _from_config(AutoConfig.for_model(**{**config, **overrides}))
         elif name is None:
-            model = AutoModel.from_config(
-                BertConfig(**overrides), add_pooling_layer=False, attn_implementation="sdpa"
-            )
-        elif pretrained:
-            model = load_hf(
-                lambda n, **kw: AutoModel.from_pretrained(
-                    n, add_pooling_layer=False, attn_implementation="sdpa", **kw
-                ),
-                name,
-                "text encoder",
-                "+model.text.name",
-            )
+            model = _from_config(BertConfig(**overrides))
         else:
-            cfg = load_hf(
-                lambda n, **kw: AutoConfig.from_pretrained(n, **overrides, **kw),
-                name,
-                "text encoder config",
-                "+model.text.name",
+            hub_cfg = _text_config(
+                load_hf(lambda n, **kw: AutoConfig.from_pretrained(n, **kw), name, "text encoder")
             )
-            model = AutoModel.from_config(cfg, add_pooling_layer=False, attn_implementation="sdpa")
-        if not hasattr(model, "embeddings") or not hasattr(
-            getattr(model, "encoder", None), "layer"
+            if pretrained:
+                model = load_hf(
+                    lambda n, **kw: _from_pretrained(n, hub_cfg, **kw), name, "text encoder"
+                )
+            else:
+                model = _from_config(AutoConfig.for_model(**{**hub_cfg.to_dict(), **overrides}))
+        self.model = model
+        self.is_clip = model.config.model_type == CLIP_TEXT
+        if not self.is_clip and not (
+            hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer")
         ):
             raise ValueError(
-                f"text encoder {name!r} is not BERT-like (needs .embeddings and .encoder.layer)"
+                f"text encoder {name!r} ({model.config.model_type}) is neither BERT-like "
+                "(.embeddings and .encoder.layer) nor CLIP's text tower; choose another encoder"
             )
-        layers = model.encoder.layer
-        if embeddings_only:
-            model.encoder.layer = nn.ModuleList()
-        elif len(layers) % num_stages != 0:
+        if embeddings_only:  # LViT reads the token embeddings only
+            self._set_layers(nn.ModuleList())
+            if self.is_clip:
+                self.core.final_layer_norm = nn.Identity()
+        elif len(self.layers) % num_stages != 0:
             raise ValueError(
-                f"text encoder has {len(layers)} layers, not divisible into {num_stages} stages"
+                f"text encoder has {len(self.layers)} layers, not divisible into {num_stages} stages"
             )
-        self.model = model
         self.hidden_size: int = model.config.hidden_size
-        self.per_stage = len(model.encoder.layer) // num_stages
+        self.per_stage = len(self.layers) // num_stages
         self.num_stages = num_stages
+        # Older CLIP layers take the causal mask as a separate, required argument.
+        self._legacy_clip_call = (
+            self.is_clip
+            and bool(self.layers)
+            and "causal_attention_mask" in inspect.signature(self.layers[0].forward).parameters
+        )
         if freeze:
             self.requires_grad_(False)
+
+    @property
+    def core(self) -> nn.Module:
+        """The module holding embeddings and encoder (transformers < 5 nests CLIP's once more)."""
+        return getattr(self.model, "text_model", self.model) if self.is_clip else self.model
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.core.encoder.layers if self.is_clip else self.core.encoder.layer
+
+    def _set_layers(self, layers: nn.ModuleList) -> None:
+        setattr(self.core.encoder, "layers" if self.is_clip else "layer", layers)
 
     def resolved_config(self) -> dict[str, Any]:
         """The plain config dict that rebuilds this encoder without the hub."""
         return self.model.config.to_dict()
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model.embeddings(input_ids=input_ids)  # (B, T, D)
+        return self.core.embeddings(input_ids=input_ids)  # (B, T, D)
 
-    @staticmethod
-    def attention_bias(attention_mask: torch.Tensor) -> torch.Tensor:
-        # (B, T) 1 = word, 0 = pad  ->  boolean (B, 1, 1, T) for the SDPA attention path;
-        # a boolean mask stays valid under autocast, where an additive float one would not.
-        return attention_mask[:, None, None, :].bool()
+    def attention_bias(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) 1 = word, 0 = pad  ->  boolean mask for the SDPA attention path.
+
+        BERT: (B, 1, 1, T), every word sees every real word. CLIP: (B, 1, T, T), word t sees
+        the real words up to t. A boolean mask stays valid under autocast, where an additive
+        float one would not.
+        """
+        keys = attention_mask[:, None, None, :].bool()
+        if not self.is_clip:
+            return keys
+        t = attention_mask.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=attention_mask.device).tril()
+        return keys & causal  # (B, 1, T, T); position 0 is always real, so no row is empty
 
     def stage(self, i: int, x: torch.Tensor, attention_bias: torch.Tensor) -> torch.Tensor:
-        for layer in self.model.encoder.layer[i * self.per_stage : (i + 1) * self.per_stage]:
-            out = layer(x, attention_mask=attention_bias)
+        for layer in self.layers[i * self.per_stage : (i + 1) * self.per_stage]:
+            if self._legacy_clip_call:
+                out = layer(x, attention_bias, None)
+            else:
+                out = layer(x, attention_mask=attention_bias)
             x = out[0] if isinstance(out, tuple) else out
+        if self.is_clip and i == self.num_stages - 1:
+            x = self.core.final_layer_norm(x)
         return x
+
+    def cls(self, words: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The sentence token of (B, T, D) word states: (B, D).
+
+        BERT: ``[CLS]`` at position 0. CLIP: the last real token, i.e. the end-of-text token
+        the tokenizer appends (padding is on the right and truncation keeps it).
+        """
+        if not self.is_clip:
+            return words[:, 0]
+        last = attention_mask.sum(1).clamp_min(1) - 1  # (B,)
+        return words[torch.arange(words.shape[0], device=words.device), last]
+
+
+CLIP_TEXT = "clip_text_model"
+
+
+def _text_config(cfg: Any) -> Any:
+    """A full CLIP config (text + vision towers) -> its text config; others unchanged."""
+    return cfg.text_config if cfg.model_type == "clip" else cfg
+
+
+def _from_config(cfg: Any) -> nn.Module:
+    from transformers import AutoModel, CLIPTextModel
+
+    cfg = _text_config(cfg)
+    if cfg.model_type == CLIP_TEXT:
+        return CLIPTextModel._from_config(cfg, attn_implementation="sdpa")
+    return AutoModel.from_config(cfg, add_pooling_layer=False, attn_implementation="sdpa")
+
+
+def _from_pretrained(name: str, cfg: Any, **kwargs: Any) -> nn.Module:
+    from transformers import AutoModel, CLIPTextModel
+    from transformers.utils import logging as hf_logging
+
+    if cfg.model_type != CLIP_TEXT:
+        return AutoModel.from_pretrained(
+            name, add_pooling_layer=False, attn_implementation="sdpa", **kwargs
+        )
+    # A full CLIP checkpoint also holds the vision tower, which is expected to go unused:
+    # keep transformers from listing every one of its weights as "unexpected".
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return CLIPTextModel.from_pretrained(name, attn_implementation="sdpa", **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def text_settings(
+    text_encoder: dict[str, Any] | None, text: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The ``model.text`` settings a ``text_encoder=`` choice (conf/text_encoder/) implies.
+
+    The choice names the encoder (``name``, or ``path`` for a local directory) and whether its
+    weights load; keys given under ``model.text`` still win. No choice: ``text`` unchanged.
+    """
+    if not text_encoder:
+        return text
+    choice = dict(text_encoder)
+    if "path" in choice:
+        path = choice.pop("path")
+        if path in (None, "", "???"):
+            raise ValueError(
+                "text_encoder=local needs the encoder's folder: add text_encoder.path=/path/to/dir "
+                "(a Hugging Face model folder: config.json, weights and tokenizer files)"
+            )
+        choice["name"] = str(path)
+    if not choice.get("name"):
+        raise ValueError(
+            f"text_encoder={text_encoder} names no encoder: set text_encoder.name=<hub name> "
+            "or use text_encoder=local text_encoder.path=/path/to/dir"
+        )
+    return {**choice, **(text or {})}

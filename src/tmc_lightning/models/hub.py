@@ -28,10 +28,14 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_hf(loader: Callable[..., T], name: str, what: str, key: str) -> T:
+# How a user points the text encoder (and its tokenizer) at a local folder.
+TEXT_KEY = "text_encoder=local text_encoder.path=DIR (or +model.text.name=DIR)"
+
+
+def load_hf(loader: Callable[..., T], name: str, what: str, key: str = TEXT_KEY) -> T:
     """Call ``loader(name, local_files_only=...)``; turn failures into one actionable error.
 
-    ``what`` names the thing ("text encoder"), ``key`` the config key that holds ``name``.
+    ``what`` names the thing ("text encoder"), ``key`` says how to point it at a folder DIR.
     A local directory never touches the network; a hub name is tried online only when the
     hub answers, so an offline machine fails in seconds instead of retrying for a minute.
     """
@@ -46,15 +50,16 @@ def load_hf(loader: Callable[..., T], name: str, what: str, key: str) -> T:
 def offline_message(name: str, what: str, key: str, local: bool, err: BaseException) -> str:
     if local:
         return (
-            f"Could not load the {what} from local directory {name!r} ({key}): {err}. "
+            f"Could not load the {what} from local directory {name!r}: {err}. "
             "The directory must hold config.json, the weights and the tokenizer files, "
             "e.g. as written by `save_pretrained(DIR)` or `huggingface-cli download NAME --local-dir DIR`."
         )
     return (
-        f"Could not load the {what} {name!r} ({key}): the Hugging Face hub is unreachable and "
+        f"Could not load the {what} {name!r}: the Hugging Face hub is unreachable and "
         "the files are not in the local cache. Fix it one of three ways: "
         f"(1) on a machine with internet run `huggingface-cli download {name} --local-dir DIR`, copy "
-        f"DIR here and set {key}=DIR; (2) fill the cache (~/.cache/huggingface) and set "
-        f"HF_HUB_OFFLINE=1; (3) train the encoders from random weights with model.pretrained=false "
-        "(the config must still be found) or use model.preset=small, which needs no download."
+        f"DIR here and select it with {key}; (2) fill the cache (~/.cache/huggingface) and set "
+        "HF_HUB_OFFLINE=1; (3) train the encoders from random weights with model.pretrained=false "
+        "(the config must still be found), or drop the text_encoder=... choice and use "
+        "model.preset=small, which needs no download."
     )

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from tmc_lightning.models.base import SegmentationNet, SegOutput, resolve_preset
-from tmc_lightning.models.encoders import StagedTextEncoder
+from tmc_lightning.models.encoders import StagedTextEncoder, text_settings
 from tmc_lightning.models.registry import register_model
 from tmc_lightning.models.segmenter import DualUSegmenter
 from tmc_lightning.models.tmc import PRESETS as TMC_PRESETS
@@ -36,9 +36,12 @@ class LViT(SegmentationNet):
         image_size: int = 224,
         max_words: int = 24,
         vocab_size: int | None = None,
+        text_encoder: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__()
+        if text_encoder:  # conf/text_encoder/: replaces the preset's text encoder
+            overrides["text"] = text_settings(text_encoder, overrides.get("text"))
         cfg = resolve_preset(PRESETS, preset, "lvit", overrides)
         self.config = {
             "preset": preset,

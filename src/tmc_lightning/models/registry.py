@@ -45,6 +45,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 def _import_builtin() -> None:
     # Importing the modules runs their @register_model decorators.
     from tmc_lightning.models import lvit, tmc, unet  # noqa: F401
+    from tmc_lightning.models.baselines import attunet, transunet, uctransnet, unetpp  # noqa: F401
 
 
 def model_class(name: str) -> Callable[..., nn.Module]:

@@ -2,7 +2,8 @@
 
 Swin stage i and text-encoder stage i run side by side; MCM (cross_attention.py) lets each
 stage's visual tokens and words read each other; alignment heads project each stage's pooled
-visual tokens and [CLS] word for the sigmoid alignment loss (losses.py); the fused visual
+visual tokens and sentence token ([CLS], or CLIP's end-of-text token) for the sigmoid alignment
+loss (losses.py); the fused visual
 features are injected into the dual-U segmenter (segmenter.py).
 """
 
@@ -18,7 +19,7 @@ from torch import nn
 from tmc_lightning.models.base import AlignFeatures, SegmentationNet, SegOutput, resolve_preset
 from tmc_lightning.models.blocks import unet_widths
 from tmc_lightning.models.cross_attention import MCMStage
-from tmc_lightning.models.encoders import StagedSwin, StagedTextEncoder
+from tmc_lightning.models.encoders import StagedSwin, StagedTextEncoder, text_settings
 from tmc_lightning.models.registry import register_model
 from tmc_lightning.models.segmenter import DualUSegmenter
 
@@ -89,7 +90,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class AlignHead(nn.Module):
-    """Projects one stage's pooled visual tokens and [CLS] word into a shared normalised space."""
+    """Projects one stage's pooled visual tokens and sentence token into a shared normalised space."""
 
     def __init__(self, vis_dim: int, txt_dim: int, dim: int) -> None:
         super().__init__()
@@ -119,9 +120,12 @@ class TMC(SegmentationNet):
         mcm: bool = True,
         align: bool = True,
         vocab_size: int | None = None,
+        text_encoder: dict[str, Any] | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__()
+        if text_encoder:  # conf/text_encoder/: replaces the preset's text encoder
+            overrides["text"] = text_settings(text_encoder, overrides.get("text"))
         cfg = resolve_preset(PRESETS, preset, "tmc", overrides)
         self.config = {
             "preset": preset,
@@ -171,7 +175,8 @@ class TMC(SegmentationNet):
             v = self.vision.stage(i, v)
             words = self.text.stage(i, words, word_attn)
             if self.align_heads is not None:  # taken before cross-attention (spec section 3)
-                out.align.append(self.align_heads[i](v.mean((1, 2)), words[:, 0]))
+                cls = self.text.cls(words, attention_mask)  # [CLS], or CLIP's end-of-text
+                out.align.append(self.align_heads[i](v.mean((1, 2)), cls))
             if self.mcm is not None:
                 v, words, weights = self.mcm[i](v, words, attention_mask, need_attention)
                 if weights is not None:  # (B, nh, N, T) -> (B, T, h, w)
