@@ -1,0 +1,270 @@
+"""The measurements behind ``tmc-bench``: train step, inference, memory, FLOPs, matmul, data.
+
+Each function times one thing on one device and returns plain numbers; ``bench.py`` chooses
+what to run and writes the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import resource
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from tmc_lightning.models.registry import model_class
+from tmc_lightning.module import SegmentationModule
+
+FLAGS = ("bf16", "channels_last", "compile")  # a variant is "fp32" or flags joined by "+"
+BERT_BASE_VOCAB = 30522
+
+
+def parse_variant(variant: str) -> set[str]:
+    """``"fp32"`` -> set(); ``"bf16+channels_last"`` -> {"bf16", "channels_last"}."""
+    flags = {f for f in variant.split("+") if f != "fp32"}
+    unknown = flags - set(FLAGS)
+    if unknown:
+        raise ValueError(
+            f"unknown variant flag(s) {sorted(unknown)} in {variant!r}; use fp32 or "
+            f"flags from {FLAGS} joined by '+', e.g. bf16+channels_last"
+        )
+    return flags
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, flags: set[str]) -> contextlib.AbstractContextManager:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in flags)
+
+
+# -- model and inputs -------------------------------------------------------------------------
+def bench_model_kwargs(name: str, preset: str, image_size: int, max_words: int) -> dict[str, Any]:
+    """Constructor kwargs for ``name`` at ``preset`` with random weights and no download.
+
+    Pretrained encoders are built with random weights (same architecture, same cost). A hub
+    text encoder becomes a random ``BertConfig()``, which is bert-base-uncased's architecture
+    (the ``paper`` preset's encoder), so the benchmark runs offline.
+    """
+    cls = model_class(name)
+    kw: dict[str, Any] = {"preset": preset, "image_size": image_size}
+    preset_cfg = getattr(cls, "presets", {}).get(preset, {})
+    nested = [v for v in preset_cfg.values() if isinstance(v, dict)]
+    if "pretrained" in preset_cfg or any("pretrained" in v for v in nested):
+        kw["pretrained"] = False
+    if cls.uses_text:
+        hub_text = bool(preset_cfg.get("text", {}).get("name"))
+        kw.update(max_words=max_words, vocab_size=BERT_BASE_VOCAB if hub_text else 1000)
+        if hub_text:
+            kw["text"] = {"name": None}
+    return kw
+
+
+def build_module(
+    name: str, model_kwargs: dict[str, Any], flags: set[str], device: torch.device
+) -> SegmentationModule:
+    """The training module (BCE + 0.1 x alignment, AdamW) under the variant's switches."""
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        model_name=name,
+        model_kwargs=model_kwargs,
+        dice_weight=0.0,
+        align_weight=0.1,
+        channels_last="channels_last" in flags,
+        compile="compile" in flags,
+    )
+    return module.to(device)
+
+
+def synthetic_batch(
+    batch: int, image_size: int, max_words: int, vocab: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Random images, prompts of 12 words (rest padding) and binary masks."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, vocab, (batch, max_words), generator=g)
+    attention = torch.zeros(batch, max_words, dtype=torch.long)
+    attention[:, : min(12, max_words)] = 1
+    ids[attention == 0] = 0
+    mask = (torch.rand(batch, 1, image_size, image_size, generator=g) > 0.9).float()
+    out = {
+        "image": torch.randn(batch, 3, image_size, image_size, generator=g),
+        "input_ids": ids,
+        "attention_mask": attention,
+        "mask": mask,
+    }
+    return {k: v.to(device) for k, v in out.items()}
+
+
+# -- timing -----------------------------------------------------------------------------------
+def _timed(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def time_train_step(
+    module: SegmentationModule,
+    batch: dict[str, torch.Tensor],
+    flags: set[str],
+    steps: int,
+    warmup: int,
+) -> float:
+    """Seconds per training step: ``module._step`` loss, backward, clip at 1.0, AdamW step.
+
+    The same work as a Lightning training step with conf/trainer's gradient_clip_val=1.0.
+    """
+    module.train()
+    opt = module.configure_optimizers()["optimizer"]
+    params = [p for p in module.parameters() if p.requires_grad]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast(batch["image"].device, flags):
+            loss, _, _ = module._step(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return _timed(step, steps, warmup, batch["image"].device)
+
+
+@torch.no_grad()
+def time_inference(
+    module: SegmentationModule,
+    batch: dict[str, torch.Tensor],
+    flags: set[str],
+    steps: int,
+    warmup: int,
+) -> float:
+    """Milliseconds per image of an eval-mode forward pass over ``batch``."""
+    module.eval()
+    device = batch["image"].device
+
+    def forward() -> None:
+        with autocast(device, flags):
+            module(batch["image"], batch["input_ids"], batch["attention_mask"])
+
+    return 1000 * _timed(forward, steps, warmup, device) / batch["image"].shape[0]
+
+
+def train_step_flops(module: SegmentationModule, batch: dict[str, torch.Tensor]) -> int:
+    """FLOPs of one training forward + backward, counted by ``FlopCounterMode``.
+
+    Attention runs on the math backend while counting: the counter has no formula for the CPU
+    flash kernel and would count its FLOPs as zero. Optimizer and element-wise ops are not
+    counted (matmuls, convolutions and attention only).
+    """
+    module.train()
+    counter = FlopCounterMode(display=False)
+    with counter, sdpa_kernel([SDPBackend.MATH]):
+        loss, _, _ = module._step(batch)
+        loss.backward()
+    module.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def matmul_gflops(n: int, dtype: torch.dtype, device: torch.device, seconds: float) -> float:
+    """GFLOP/s of an (n x n) @ (n x n) product, repeated for at least ``seconds``."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    c = torch.empty(n, n, device=device, dtype=dtype)
+    torch.mm(a, b, out=c)  # warm-up: kernel selection, page faults
+    sync(device)
+    reps, start = 0, time.perf_counter()
+    while True:
+        torch.mm(a, b, out=c)
+        reps += 1
+        sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return 2 * n**3 * reps / elapsed / 1e9
+
+
+# -- memory -----------------------------------------------------------------------------------
+def _proc_status_mb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(m.group(1)) / 1024 if m else None
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
+    """Yields a dict that holds, on exit, the peak memory inside the block.
+
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU: the process's peak resident set size
+    (VmHWM), reset on entry through /proc/self/clear_refs where Linux allows it; otherwise
+    ``ru_maxrss``, the peak over the whole process so far (``kind`` says which).
+    """
+    out: dict[str, Any] = {}
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        yield out
+        sync(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        out.update(kind="cuda_max_allocated", peak_mb=peak / 2**20, delta_mb=(peak - start) / 2**20)
+        return
+    start = _proc_status_mb("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS to the current RSS
+        kind = "rss_peak"
+    except OSError:
+        kind = "rss_peak_process_lifetime"
+    yield out
+    peak = _proc_status_mb("VmHWM") if kind == "rss_peak" else None
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    out.update(kind=kind, peak_mb=peak, delta_mb=peak - start if start is not None else None)
+
+
+# -- data pipeline ----------------------------------------------------------------------------
+def loader_throughput(loader: DataLoader, batches: int, skip: int) -> dict[str, float]:
+    """Images/s the loader delivers to a consumer that does nothing else.
+
+    The first batch (worker start-up) and ``skip`` more (the workers' prefetched queue) are
+    timed apart; the loader restarts its epoch when it runs out.
+    """
+    it = iter(loader)
+
+    def next_batch() -> dict[str, Any]:
+        nonlocal it
+        try:
+            return next(it)
+        except StopIteration:
+            it = iter(loader)
+            return next(it)
+
+    start = time.perf_counter()
+    next_batch()
+    first = time.perf_counter() - start
+    for _ in range(skip):
+        next_batch()
+    images, start = 0, time.perf_counter()
+    for _ in range(batches):
+        images += next_batch()["image"].shape[0]
+    elapsed = time.perf_counter() - start
+    return {
+        "images_per_s": images / elapsed,
+        "first_batch_s": first,
+        "timed_batches": batches,
+        "skipped_batches": skip,
+    }

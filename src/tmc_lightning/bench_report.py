@@ -1,0 +1,93 @@
+"""What ``tmc-bench`` prints and writes: the machine line and the results table."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import torch
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
+    return (
+        f"CPU {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with "
+        f"{m['torch_threads']} threads, CPU capability {m['cpu_capability']}{gpu}"
+    )
+
+
+COLUMNS = [  # (header, key, format)
+    ("model", "model", "{}"),
+    ("preset", "preset", "{}"),
+    ("variant", "variant", "{}"),
+    ("train img/s", "train_images_per_s", "{:.2f}"),
+    ("step ms", "train_step_ms", "{:.0f}"),
+    ("infer ms/img b1", "infer_ms_per_image_b1", "{:.1f}"),
+    ("infer ms/img b8", "infer_ms_per_image_b8", "{:.1f}"),
+    ("peak MB", "peak_mem_mb", "{:.0f}"),
+    ("GFLOP/step", "train_gflop_per_step", "{:.1f}"),
+    ("GFLOP/s", "train_gflops_per_s", "{:.1f}"),
+    ("matmul GFLOP/s", "matmul_gflops_per_s", "{:.1f}"),
+    ("% matmul", "frac_of_matmul", "{:.0%}"),
+    ("data/train", "data_to_train_ratio", "{:.1f}x"),
+]
+
+
+def format_row(row: dict[str, Any]) -> str:
+    cells = [fmt.format(row[key]) if row.get(key) is not None else "" for _, key, fmt in COLUMNS]
+    if row.get("error"):
+        cells.append(f"error: {row['error']}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    headers = [h for h, _, _ in COLUMNS]
+    mem_kind = next((r["mem_kind"] for r in report["rows"] if r.get("mem_kind")), None)
+    if any(r.get("error") for r in report["rows"]):
+        headers.append("error")
+    lines = [
+        "# tmc-bench",
+        "",
+        f"Machine: {report['machine_line']}",
+        "",
+        f"Command: `{report['command']}` (git {report['git_commit']})",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *(format_row(r) for r in report["rows"]),
+        "",
+        f"FLOPs: {report['flops_source']}. % matmul: the train step's GFLOP/s over an n x n "
+        "matmul's in the same run, device and dtype (bf16 rows against a bf16 matmul).",
+        f"Peak MB: {mem_kind or 'peak memory'} during the train steps.",
+    ]
+    data = report["data"]
+    if data:
+        lines.append(
+            f"Data pipeline: {data['dataset']} train loader with augmentation={data['augment']}, "
+            f"{data['workers']} workers: {data['images_per_s']:.1f} images/s "
+            f"(first batch {data['first_batch_s']:.2f} s); data/train = that over train img/s."
+        )
+    lines += ["", "Per-row commands:", ""]
+    lines += [
+        f"- {r['model']} {r['preset']} {r['variant']}: `{r['command']}`" for r in report["rows"]
+    ]
+    return "\n".join(lines) + "\n"

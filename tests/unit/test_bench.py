@@ -1,0 +1,99 @@
+"""tmc-bench on the tiny preset, and the perf switches (channels_last, compile) of the module."""
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from tmc_lightning.bench import main as bench_main
+from tmc_lightning.bench_measure import bench_model_kwargs, parse_variant, synthetic_batch
+from tmc_lightning.module import SegmentationModule
+
+SIZE, WORDS = 64, 24
+
+
+def test_bench_runs_on_tiny_and_writes_json(tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "bench_tiny"
+    argv = ["--models", "tmc", "--presets", "tiny", "--image-size", str(SIZE), "--batch", "2"]
+    argv += ["--variants", "fp32", "channels_last", "--steps", "1", "--warmup", "1"]
+    argv += ["--matmul-size", "256", "--matmul-seconds", "0.05", "--data-batches", "2"]
+    argv += ["--out", str(out), "--data-override", f"dataset.cache_dir={cache_dir}"]
+    argv += ["dataset.n_train=8", "dataset.n_val=4", "dataset.n_test=4"]
+    bench_main(argv)
+
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".md").read_text().startswith("# tmc-bench")
+    assert report["machine"]["torch"] == torch.__version__
+    assert report["data"]["images_per_s"] > 0
+    assert report["matmul_gflops_per_s"]["float32"] > 0
+    assert [r["variant"] for r in report["rows"]] == ["fp32", "channels_last"]
+    for row in report["rows"]:
+        assert "error" not in row, row.get("error")
+        assert (
+            row["command"].startswith("tmc-bench ")
+            and "--variants " + row["variant"] in row["command"]
+        )
+        for key in (
+            "train_images_per_s",
+            "infer_ms_per_image_b1",
+            "infer_ms_per_image_b8",
+            "peak_mem_mb",
+            "train_gflop_per_step",
+            "train_gflops_per_s",
+            "matmul_gflops_per_s",
+            "frac_of_matmul",
+            "data_to_train_ratio",
+        ):
+            assert row[key] > 0, key
+
+
+def test_bench_rejects_unknown_variant() -> None:
+    with pytest.raises(ValueError, match="bf16"):
+        parse_variant("fp16")
+    assert parse_variant("bf16+channels_last") == {"bf16", "channels_last"}
+
+
+def _module(**perf: bool) -> SegmentationModule:
+    torch.manual_seed(0)
+    return SegmentationModule(
+        model_name="tmc",
+        model_kwargs=bench_model_kwargs("tmc", "tiny", SIZE, WORDS),
+        dice_weight=0.5,
+        align_weight=0.1,
+        **perf,
+    )
+
+
+def test_channels_last_and_eager_compile_switch_keep_the_loss() -> None:
+    batch = synthetic_batch(3, SIZE, WORDS, vocab=1000, device=torch.device("cpu"))
+    losses = {}
+    for name, perf in {
+        "default": {},
+        "channels_last": {"channels_last": True},
+        "compile_off": {"compile": False},
+    }.items():
+        module = _module(**perf)
+        module.train()
+        losses[name] = module._step(batch)[0].item()
+    conv = _module(channels_last=True).model.segmenter.inc.net[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert losses["channels_last"] == pytest.approx(losses["default"], rel=1e-4, abs=1e-5)
+    assert losses["compile_off"] == pytest.approx(losses["default"], rel=1e-6)
+
+
+def test_channels_last_checkpoint_keeps_state_dict_keys(tmp_path: Path) -> None:
+    module = _module(channels_last=True)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    path = tmp_path / "cl.ckpt"
+    trainer.save_checkpoint(path)
+
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert set(saved) == set(_module().state_dict())
+    assert not any("_orig_mod" in k for k in saved)
+    reloaded = SegmentationModule.load_from_checkpoint(path)
+    assert reloaded.hparams.channels_last
+    for k, v in module.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[k], v), k
