@@ -149,7 +149,10 @@ class SegmentationModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
-    def on_train_epoch_start(self) -> None:
-        # Dropout draws depend on (seed, epoch, rank) only, so a run resumed from last.ckpt
-        # trains exactly like an uninterrupted one.
-        torch.manual_seed(self.hparams.seed * 100_003 + self.current_epoch * 101 + self.global_rank)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Dropout and drop-path draws depend on (seed, epoch, batch, rank) only, so a run
+        # resumed from last.ckpt trains exactly like an uninterrupted one, whatever consumed
+        # the global generator in between (Lightning's restore path creates its data iterator
+        # at a different moment than a fresh epoch does).
+        key = (self.hparams.seed * 1_000_003 + self.current_epoch) * 100_003 + batch_idx
+        torch.manual_seed((key * 101 + self.global_rank) % (2**63 - 1))
