@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--variants",
         nargs="+",
-        default=["fp32", "bf16", "channels_last", "compile"],
-        help="fp32, or flags bf16 / channels_last / compile joined by '+'",
+        default=["fp32", "channels_last", "eager_attn", "bf16", "compile"],
+        help="fp32, or flags bf16 / channels_last / compile / eager_attn joined by '+'",
     )
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch", type=int, default=8, help="train batch size")
@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="data-loader workers (default: the dataset config's)",
     )
     p.add_argument("--data-batches", type=int, default=30, help="timed data-loader batches")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile the train step (torch.profiler): top operators and op-family shares",
+    )
     p.add_argument(
         "--data-override",
         nargs="*",
@@ -150,6 +155,8 @@ def bench_row(
         mem_delta_mb=mem["delta_mb"],
         mem_kind=mem["kind"],
     )
+    if args.profile:
+        row["profile"] = bm.profile_train_step(module, batch, flags)
     for b in args.infer_batches:
         inputs = bm.synthetic_batch(b, args.image_size, args.max_words, vocab, device)
         row[f"infer_ms_per_image_b{b}"] = bm.time_inference(

@@ -21,7 +21,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from tmc_lightning.models.registry import model_class
 from tmc_lightning.module import SegmentationModule
 
-FLAGS = ("bf16", "channels_last", "compile")  # a variant is "fp32" or flags joined by "+"
+# A variant is "fp32" or flags joined by "+"; eager_attn builds every attention as explicit
+# softmax(QK^T)V instead of F.scaled_dot_product_attention (perf.sdpa=false).
+FLAGS = ("bf16", "channels_last", "compile", "eager_attn")
 BERT_BASE_VOCAB = 30522
 
 
@@ -80,6 +82,7 @@ def build_module(
         align_weight=0.1,
         channels_last="channels_last" in flags,
         compile="compile" in flags,
+        sdpa="eager_attn" not in flags,
     )
     return module.to(device)
 
@@ -116,14 +119,10 @@ def _timed(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device)
     return (time.perf_counter() - start) / steps
 
 
-def time_train_step(
-    module: SegmentationModule,
-    batch: dict[str, torch.Tensor],
-    flags: set[str],
-    steps: int,
-    warmup: int,
-) -> float:
-    """Seconds per training step: ``module._step`` loss, backward, clip at 1.0, AdamW step.
+def train_step_fn(
+    module: SegmentationModule, batch: dict[str, torch.Tensor], flags: set[str]
+) -> Callable[[], None]:
+    """One training step: ``module._step`` loss, backward, clip at 1.0, AdamW step.
 
     The same work as a Lightning training step with conf/trainer's gradient_clip_val=1.0.
     """
@@ -139,7 +138,83 @@ def time_train_step(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    return _timed(step, steps, warmup, batch["image"].device)
+    return step
+
+
+def time_train_step(
+    module: SegmentationModule,
+    batch: dict[str, torch.Tensor],
+    flags: set[str],
+    steps: int,
+    warmup: int,
+) -> float:
+    """Seconds per training step (see ``train_step_fn``)."""
+    return _timed(train_step_fn(module, batch, flags), steps, warmup, batch["image"].device)
+
+
+# Operator families of the profile summary, matched on the aten name in this order.
+OP_FAMILIES = (
+    ("attention", ("attention", "softmax", "_efficient_attention", "_flash")),
+    ("matmul", ("mm", "addmm", "bmm", "matmul", "linear", "baddbmm")),
+    ("conv", ("convolution", "conv2d", "conv_", "cudnn_conv", "mkldnn_conv")),
+    ("norm", ("norm", "batch_norm", "layer_norm", "group_norm")),
+    ("copy/layout", ("copy_", "contiguous", "clone", "to_copy", "cat", "index", "pad", "roll")),
+    ("optimizer", ("_foreach", "adam", "lerp")),
+)
+
+
+def op_family(name: str) -> str:
+    short = name.removeprefix("aten::").lower()
+    for family, keys in OP_FAMILIES:
+        if any(k in short for k in keys):
+            return family
+    return "elementwise/other"
+
+
+def profile_train_step(
+    module: SegmentationModule,
+    batch: dict[str, torch.Tensor],
+    flags: set[str],
+    steps: int = 2,
+    top: int = 12,
+) -> dict[str, Any]:
+    """Where a train step's time goes, from ``torch.profiler`` over ``steps`` steps.
+
+    Returns the top operators by self time (ms per step and share) and the shares of operator
+    families (attention, matmul, conv, norm, copies, optimizer, the rest).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    step = train_step_fn(module, batch, flags)
+    step()  # warm
+    device = batch["image"].device
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    families: dict[str, float] = {}
+    for e in events:
+        fam = op_family(e.key)
+        families[fam] = families.get(fam, 0.0) + getattr(e, attr) / total
+    return {
+        "time": "device" if device.type == "cuda" else "cpu",
+        "ms_per_step": total / 1000 / steps,
+        "top_ops": [
+            {
+                "op": e.key,
+                "ms_per_step": getattr(e, attr) / 1000 / steps,
+                "share": getattr(e, attr) / total,
+                "calls_per_step": e.count / steps,
+            }
+            for e in events[:top]
+        ],
+        "families": dict(sorted(families.items(), key=lambda kv: -kv[1])),
+    }
 
 
 @torch.no_grad()

@@ -86,8 +86,31 @@ def markdown(report: dict[str, Any]) -> str:
             f"{data['workers']} workers: {data['images_per_s']:.1f} images/s "
             f"(first batch {data['first_batch_s']:.2f} s); data/train = that over train img/s."
         )
+    profiled = [r for r in report["rows"] if r.get("profile")]
+    if profiled:
+        lines += ["", "## Profiles (torch.profiler, self time per train step)", ""]
+    for r in profiled:
+        lines += profile_lines(r)
     lines += ["", "Per-row commands:", ""]
     lines += [
         f"- {r['model']} {r['preset']} {r['variant']}: `{r['command']}`" for r in report["rows"]
     ]
     return "\n".join(lines) + "\n"
+
+
+def profile_lines(row: dict[str, Any]) -> list[str]:
+    prof = row["profile"]
+    fams = ", ".join(f"{k} {v:.0%}" for k, v in prof["families"].items())
+    lines = [
+        f"### {row['model']} {row['preset']} {row['variant']}",
+        "",
+        f"{prof['ms_per_step']:.0f} ms of operator {prof['time']} time per step: {fams}.",
+        "",
+        "| operator | ms/step | share | calls/step |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{o['op']}` | {o['ms_per_step']:.1f} | {o['share']:.1%} | {o['calls_per_step']:.0f} |"
+        for o in prof["top_ops"]
+    ]
+    return [*lines, ""]

@@ -10,6 +10,7 @@ import torch
 from tmc_lightning.losses import multi_stage_alignment_loss, same_text_matrix, task_loss
 from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
 from tmc_lightning.models import build_model
+from tmc_lightning.models.attention import attention_kernel
 from tmc_lightning.models.base import SegOutput
 
 
@@ -37,10 +38,13 @@ class SegmentationModule(L.LightningModule):
         seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        sdpa: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = build_model(model_name, **(model_kwargs or {}))
+        # sdpa=False writes every attention out as softmax(QK^T)V (a benchmark variant).
+        with attention_kernel(sdpa):
+            self.model = build_model(model_name, **(model_kwargs or {}))
         if channels_last:
             # Only 4-D weights change layout; parameter names and values stay the same, so
             # checkpoints load into either layout.
@@ -126,10 +130,15 @@ class SegmentationModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         params = [p for p in self.parameters() if p.requires_grad]
+        # The fused kernel updates every tensor in one call: on the 2-core CPU it cut the
+        # AdamW step of the small TMC from ~50 to ~15 ms and of the paper TMC from ~1.1 s to
+        # ~0.2 s (one thread), against a per-tensor Python loop (torch's CPU default).
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        kw = {"lr": hp.lr, "weight_decay": hp.weight_decay, "fused": fused or None}
         if hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW(params, **kw)
         elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.Adam(params, **kw)
         else:
             raise ValueError(f"optim.name={hp.optimizer!r} is not supported; use adam or adamw")
         if hp.scheduler == "none":

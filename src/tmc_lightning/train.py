@@ -64,6 +64,7 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
         # select(): a run resumed from a config saved before the perf section still loads
         channels_last=bool(OmegaConf.select(cfg, "perf.channels_last", default=False)),
         compile=bool(OmegaConf.select(cfg, "perf.compile", default=False)),
+        sdpa=bool(OmegaConf.select(cfg, "perf.sdpa", default=True)),
     )
     if hasattr(module.model, "checkpoint_kwargs"):
         # Store kwargs that rebuild the architecture offline; weights come from the state dict.

@@ -17,7 +17,8 @@ SIZE, WORDS = 64, 24
 def test_bench_runs_on_tiny_and_writes_json(tmp_path: Path, cache_dir: Path) -> None:
     out = tmp_path / "bench_tiny"
     argv = ["--models", "tmc", "--presets", "tiny", "--image-size", str(SIZE), "--batch", "2"]
-    argv += ["--variants", "fp32", "channels_last", "--steps", "1", "--warmup", "1"]
+    argv += ["--variants", "fp32", "channels_last+eager_attn", "--steps", "1", "--warmup", "1"]
+    argv += ["--profile"]
     argv += ["--matmul-size", "256", "--matmul-seconds", "0.05", "--data-batches", "2"]
     argv += ["--out", str(out), "--data-override", f"dataset.cache_dir={cache_dir}"]
     argv += ["dataset.n_train=8", "dataset.n_val=4", "dataset.n_test=4"]
@@ -28,7 +29,9 @@ def test_bench_runs_on_tiny_and_writes_json(tmp_path: Path, cache_dir: Path) -> 
     assert report["machine"]["torch"] == torch.__version__
     assert report["data"]["images_per_s"] > 0
     assert report["matmul_gflops_per_s"]["float32"] > 0
-    assert [r["variant"] for r in report["rows"]] == ["fp32", "channels_last"]
+    assert [r["variant"] for r in report["rows"]] == ["fp32", "channels_last+eager_attn"]
+    md = out.with_suffix(".md").read_text()
+    assert "### tmc tiny channels_last+eager_attn" in md
     for row in report["rows"]:
         assert "error" not in row, row.get("error")
         assert (
@@ -47,6 +50,10 @@ def test_bench_runs_on_tiny_and_writes_json(tmp_path: Path, cache_dir: Path) -> 
             "data_to_train_ratio",
         ):
             assert row[key] > 0, key
+        prof = row["profile"]
+        assert prof["ms_per_step"] > 0 and 0 < len(prof["top_ops"]) <= 12
+        assert sum(prof["families"].values()) == pytest.approx(1.0)
+        assert {"matmul", "conv"} <= set(prof["families"])
 
 
 def test_bench_rejects_unknown_variant() -> None:
@@ -97,3 +104,39 @@ def test_channels_last_checkpoint_keeps_state_dict_keys(tmp_path: Path) -> None:
     assert reloaded.hparams.channels_last
     for k, v in module.state_dict().items():
         assert torch.equal(reloaded.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("name", ["tmc", "lvit"])
+def test_eager_attention_matches_sdpa_and_never_calls_it(name, monkeypatch) -> None:
+    """perf.sdpa=false (tmc-bench eager_attn) computes the same network without SDPA.
+
+    The batch pads half of every prompt, so equal losses also check the eager path's masks
+    (the text encoder's additive mask, the cross-attention's key mask).
+    """
+    batch = synthetic_batch(3, SIZE, WORDS, vocab=1000, device=torch.device("cpu"))
+    losses = {}
+    for sdpa in (True, False):
+        torch.manual_seed(0)
+        module = SegmentationModule(
+            model_name=name,
+            model_kwargs=bench_model_kwargs(name, "tiny", SIZE, WORDS),
+            align_weight=0.1,
+            sdpa=sdpa,
+        ).eval()
+        if not sdpa:
+
+            def refuse(*args, **kwargs):
+                raise AssertionError("F.scaled_dot_product_attention called with sdpa=False")
+
+            monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", refuse)
+        with torch.no_grad():
+            losses[sdpa] = module._step(batch)[0].item()
+    assert losses[False] == pytest.approx(losses[True], rel=1e-5, abs=1e-6)
+    from tmc_lightning.models.attention import sdpa_enabled
+
+    assert sdpa_enabled()  # the switch does not leak past construction
+
+
+def test_optimizer_uses_the_fused_kernel_on_cpu() -> None:
+    opt = _module().configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tmc_lightning.models.attention import attend, sdpa_enabled
+
 
 class ConvBlock(nn.Module):
     """Two 3x3 conv + BatchNorm + ReLU layers."""
@@ -50,12 +52,13 @@ class Mlp(nn.Sequential):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm self-attention block using ``F.scaled_dot_product_attention``."""
+    """Pre-norm self-attention block (SDPA unless built under ``attention_kernel(False)``)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 2.0) -> None:
         super().__init__()
         assert dim % num_heads == 0, f"dim {dim} not divisible by heads {num_heads}"
         self.num_heads = num_heads
+        self.sdpa = sdpa_enabled()
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -66,7 +69,7 @@ class TransformerBlock(nn.Module):
         B, N, C = x.shape
         qkv = self.qkv(self.norm1(x)).view(B, N, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, nh, N, hs)
-        a = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hs)
+        a = attend(q, k, v, sdpa=self.sdpa)  # (B, nh, N, hs)
         x = x + self.proj(a.transpose(1, 2).reshape(B, N, C))
         return x + self.mlp(self.norm2(x))
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tmc_lightning.models.attention import attend, attention_weights, sdpa_enabled
 from tmc_lightning.models.blocks import Mlp, heads_for, sincos_2d
 
 
@@ -26,6 +27,7 @@ class CrossAttentionBlock(nn.Module):
         super().__init__()
         assert dim % num_heads == 0, f"dim {dim} not divisible by heads {num_heads}"
         self.num_heads = num_heads
+        self.sdpa = sdpa_enabled()
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(context_dim)
         self.q = nn.Linear(dim, dim)
@@ -63,13 +65,10 @@ class CrossAttentionBlock(nn.Module):
         keep = None if context_mask is None else context_mask[:, None, None, :].bool()  # (B,1,1,M)
         weights = None
         if need_weights:
-            scores = (q @ k.transpose(-2, -1)) * hs**-0.5  # (B, nh, N, M)
-            if keep is not None:
-                scores = scores.masked_fill(~keep, float("-inf"))
-            weights = scores.softmax(dim=-1)
+            weights = attention_weights(q, k, keep)  # (B, nh, N, M)
             a = weights @ v
         else:
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, nh, N, hs)
+            a = attend(q, k, v, keep, sdpa=self.sdpa)  # (B, nh, N, hs)
         x = x + self.out(a.transpose(1, 2).reshape(B, N, C))
         return x + self.mlp(self.norm_mlp(x)), weights
 

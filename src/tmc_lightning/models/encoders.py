@@ -13,6 +13,7 @@ import timm
 import torch
 from torch import nn
 
+from tmc_lightning.models.attention import hf_attn_implementation
 from tmc_lightning.models.hub import EncoderUnavailableError, hub_reachable, load_hf
 
 
@@ -153,18 +154,22 @@ class StagedTextEncoder(nn.Module):
         return self.core.embeddings(input_ids=input_ids)  # (B, T, D)
 
     def attention_bias(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) 1 = word, 0 = pad  ->  boolean mask for the SDPA attention path.
+        """(B, T) 1 = word, 0 = pad  ->  the mask the layers' attention kernel takes.
 
         BERT: (B, 1, 1, T), every word sees every real word. CLIP: (B, 1, T, T), word t sees
-        the real words up to t. A boolean mask stays valid under autocast, where an additive
-        float one would not.
+        the real words up to t. SDPA gets a boolean mask, which stays valid under autocast;
+        the eager kernel (built under ``attention_kernel(False)``) adds its mask to the
+        scores, so it gets 0 / float32-min, which promotes half-precision scores to float32.
         """
-        keys = attention_mask[:, None, None, :].bool()
-        if not self.is_clip:
-            return keys
-        t = attention_mask.shape[1]
-        causal = torch.ones(t, t, dtype=torch.bool, device=attention_mask.device).tril()
-        return keys & causal  # (B, 1, T, T); position 0 is always real, so no row is empty
+        keep = attention_mask[:, None, None, :].bool()
+        if self.is_clip:
+            t = attention_mask.shape[1]
+            causal = torch.ones(t, t, dtype=torch.bool, device=attention_mask.device).tril()
+            keep = keep & causal  # (B, 1, T, T); position 0 is always real: no row is empty
+        if getattr(self.model.config, "_attn_implementation", "sdpa") != "eager":
+            return keep
+        blocked = torch.finfo(torch.float32).min
+        return torch.zeros(keep.shape, device=keep.device).masked_fill(~keep, blocked)
 
     def stage(self, i: int, x: torch.Tensor, attention_bias: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[i * self.per_stage : (i + 1) * self.per_stage]:
@@ -202,8 +207,10 @@ def _from_config(cfg: Any) -> nn.Module:
 
     cfg = _text_config(cfg)
     if cfg.model_type == CLIP_TEXT:
-        return CLIPTextModel._from_config(cfg, attn_implementation="sdpa")
-    return AutoModel.from_config(cfg, add_pooling_layer=False, attn_implementation="sdpa")
+        return CLIPTextModel._from_config(cfg, attn_implementation=hf_attn_implementation())
+    return AutoModel.from_config(
+        cfg, add_pooling_layer=False, attn_implementation=hf_attn_implementation()
+    )
 
 
 def _from_pretrained(name: str, cfg: Any, **kwargs: Any) -> nn.Module:
@@ -212,14 +219,16 @@ def _from_pretrained(name: str, cfg: Any, **kwargs: Any) -> nn.Module:
 
     if cfg.model_type != CLIP_TEXT:
         return AutoModel.from_pretrained(
-            name, add_pooling_layer=False, attn_implementation="sdpa", **kwargs
+            name, add_pooling_layer=False, attn_implementation=hf_attn_implementation(), **kwargs
         )
     # A full CLIP checkpoint also holds the vision tower, which is expected to go unused:
     # keep transformers from listing every one of its weights as "unexpected".
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return CLIPTextModel.from_pretrained(name, attn_implementation="sdpa", **kwargs)
+        return CLIPTextModel.from_pretrained(
+            name, attn_implementation=hf_attn_implementation(), **kwargs
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
 
