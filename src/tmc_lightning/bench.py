@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="n of the n x n matmul (default 2048 on CPU, 4096 on CUDA)",
     )
-    p.add_argument("--matmul-seconds", type=float, default=1.0)
+    p.add_argument(
+        "--matmul-seconds", type=float, default=2.0, help="matmul timing budget (best of 5)"
+    )
     p.add_argument("--dataset", default="synthetic", help=f"conf/dataset name, or {NO_DATA}")
     p.add_argument("--data-root", default=None, help="dataset.root for real datasets")
     p.add_argument(

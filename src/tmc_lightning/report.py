@@ -196,12 +196,17 @@ def group_runs(runs: list[Run], keys: list[str]) -> tuple[list[Group], list[str]
 
 
 def mixed_keys(group: Group) -> list[str]:
-    """Config keys (other than seeds and paths) that differ between a configuration's runs."""
+    """Config keys (other than seeds and paths) that differ between a configuration's runs.
+
+    A key that holds each run's own seed (e.g. ``dataset.seed: ${seed}``) follows the seed.
+    """
     keys = set().union(*(r.config for r in group.runs))
     return sorted(
         k
         for k in keys
-        if not k.startswith(RUN_SPECIFIC) and len({repr(r.config.get(k)) for r in group.runs}) > 1
+        if not k.startswith(RUN_SPECIFIC)
+        and len({repr(r.config.get(k)) for r in group.runs}) > 1
+        and not all(r.config.get(k) == r.config.get("seed") for r in group.runs)
     )
 
 
@@ -478,7 +483,9 @@ def plot_bars(groups: list[Group], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylim(bottom=bottom)
     axes[0].set_ylabel("Dice (%), mean ± std over seeds")
-    axes[0].legend(loc="lower right", fontsize=8)
+    # Above the bars, outside the axes: inside, it hid the top of a bar or an error bar.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
     fig.suptitle("; ".join(f"{g.id}: {g.label}" for g in groups), fontsize=7, wrap=True)
     fig.savefig(path, dpi=120)
 
@@ -493,6 +500,11 @@ def val_curve(run: Run) -> pd.Series | None:
     if not frames:
         return None
     df = pd.concat(frames).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    # Training ends by re-validating the best checkpoint, logged at epoch = epochs trained:
+    # that is no epoch of the curve.
+    trained = run.metrics.get("epochs_trained")
+    if trained is not None:
+        df = df[df["epoch"] < trained]
     return pd.Series(100 * df["val/dice"].to_numpy(), index=df["epoch"].astype(int).to_numpy())
 
 

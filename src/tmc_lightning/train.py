@@ -62,7 +62,7 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
         min_lr_ratio=cfg.optim.min_lr_ratio,
         seed=cfg.seed,
         # select(): a run resumed from a config saved before the perf section still loads
-        channels_last=bool(OmegaConf.select(cfg, "perf.channels_last", default=False)),
+        channels_last=use_channels_last(cfg),
         compile=bool(OmegaConf.select(cfg, "perf.compile", default=False)),
         sdpa=bool(OmegaConf.select(cfg, "perf.sdpa", default=True)),
     )
@@ -70,6 +70,21 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
         # Store kwargs that rebuild the architecture offline; weights come from the state dict.
         module.hparams.model_kwargs = module.model.checkpoint_kwargs()
     return module
+
+
+def use_channels_last(cfg: DictConfig) -> bool:
+    """``perf.channels_last``: true, false, or auto (what tmc-bench measured as faster).
+
+    auto: on GPUs, yes; on CPUs, yes for the narrow ``tiny``/``small`` presets and no for
+    ``paper``, whose wide full-resolution convolutions ran faster in NCHW on the 2-core CPU
+    (experiments/results/bench_cpu.md).
+    """
+    value = OmegaConf.select(cfg, "perf.channels_last", default=False)
+    if str(value).lower() != "auto":
+        return bool(value)
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return gpu or OmegaConf.select(cfg, "model.preset", default="small") != "paper"
 
 
 def tokenizer_for(cfg: DictConfig) -> str | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tmc_lightning.bench import main as bench_main
 from tmc_lightning.bench_measure import bench_model_kwargs, parse_variant, synthetic_batch
@@ -140,3 +141,22 @@ def test_eager_attention_matches_sdpa_and_never_calls_it(name, monkeypatch) -> N
 def test_optimizer_uses_the_fused_kernel_on_cpu() -> None:
     opt = _module().configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["trainer=cpu"], True),  # small preset on the embedded default
+        (["trainer=cpu", "dataset.preset=paper"], False),
+        (["trainer=gpu", "dataset.preset=paper"], True),
+        (["trainer=cpu", "dataset.preset=paper", "perf.channels_last=true"], True),
+        (["trainer=cpu", "perf.channels_last=false"], False),
+    ],
+)
+def test_channels_last_auto_follows_the_measurements(overrides, expected) -> None:
+    from tests.conftest import compose_cfg
+    from tmc_lightning.train import use_channels_last
+
+    cfg = compose_cfg(overrides)
+    assert OmegaConf.select(cfg, "perf.channels_last") in ("auto", True, False)
+    assert use_channels_last(cfg) is expected

@@ -44,7 +44,7 @@ def write_run(folder, mcm: bool, align: bool, seed: int, lr: float = 3e-4) -> No
     (folder / "config.yaml").write_text(
         f"seed: {seed}\nmodel:\n  name: tmc\n  mcm: {str(mcm).lower()}\n"
         f"  align: {str(align).lower()}\nloss:\n  align_weight: 0.1\n"
-        f"dataset:\n  name: qata\n  root: /data/{seed}\noptim:\n  lr: {lr}\n"
+        f"dataset:\n  name: qata\n  root: /data/{seed}\n  seed: {seed}\noptim:\n  lr: {lr}\n"
     )
     (folder / "tokenizer.json").write_text("{}")
     (folder / "metrics.json").write_text(json.dumps(fake_scores(mcm, align, seed)))
@@ -102,7 +102,8 @@ def test_table_means_std_and_paper_columns(runs_dir):
     md = (out / "report.md").read_text()
     assert "`model.name=tmc`" in md and "`dataset.name=qata`" in md  # constants, not row names
     assert "84.77" in md and "—" in md
-    assert "## Notes" not in md  # dataset.root differs between seeds: a path, not a setting
+    # dataset.root differs between seeds (a path, not a setting), dataset.seed follows the seed.
+    assert "## Notes" not in md
     with (out / "runs.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 8
 
@@ -230,6 +231,9 @@ def test_baselines_single_seed_and_resumed_logs(tmp_path):
     assert rows["model=unet"]["test_dice_std"] == ""  # one run: no std
     curve = val_curve(Run(root / "lvit", {}, {}))
     assert list(curve.index) == [0, 1, 2, 3, 4, 5] and curve[4] == pytest.approx(90.0)
+    # Epoch 5 of a 5-epoch run is the best checkpoint's re-validation, not a training epoch.
+    curve = val_curve(Run(root / "lvit", {}, {"epochs_trained": 5}))
+    assert list(curve.index) == [0, 1, 2, 3, 4]
     # The paper column follows --paper-dataset when the runs used another dataset name.
     assert (
         read_rows(build_report(root, out=tmp_path / "r2", paper_dataset="mosmed") / "report.csv")[

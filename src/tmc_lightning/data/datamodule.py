@@ -257,6 +257,8 @@ class TextSegDataModule(L.LightningDataModule):
             drop_last=shuffle and len(ds) > bs,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
+            # Page-locked batches copy to the GPU asynchronously; on CPU they would only cost.
+            pin_memory=bool(trainer) and trainer.strategy.root_device.type == "cuda",
         )
 
     def train_dataloader(self) -> DataLoader:
