@@ -74,6 +74,17 @@ def main() -> int:
     common, per_model = split_overrides(args.overrides, args.models)
 
     out_root = Path(args.out) if args.out else REPO / "outputs" / args.name
+    stale = [
+        out_root / m
+        for m in args.models
+        if (out_root / m).exists() and not (args.reuse and (out_root / m / "timing.json").is_file())
+    ]
+    if stale:
+        # Training into an old run folder would mix its checkpoints and logs with the new run.
+        raise SystemExit(
+            f"run folder(s) {', '.join(map(str, stale))} already exist: move or delete them, "
+            "or pass --reuse to keep finished runs"
+        )
     rows = []
     for model in args.models:
         run_dir = out_root / model
