@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from tmc_lightning.data.datamodule import DATAMODULES, TextSegDataModule
+from tmc_lightning.data.layouts import DataError
 from tmc_lightning.models.registry import list_models
 from tmc_lightning.module import SegmentationModule
 from tmc_lightning.utils import CONF_DIR, write_json_atomic
@@ -85,6 +86,29 @@ def load_datamodule(ckpt: dict[str, Any], data_root: str | None = None) -> TextS
     raise CheckpointError("checkpoint holds no DataModule state (was it written by tmc-train?)")
 
 
+def present_splits(dm: TextSegDataModule, splits: list[str]) -> list[str]:
+    """The requested splits the data has; an absent one is skipped with a warning, unless all are.
+
+    QaTa's public release, e.g., has no test split: the default ``splits=[val, test]`` then
+    scores val alone, as training does.
+    """
+    for split in splits:
+        if split not in ("val", "test"):
+            raise ValueError(f"splits: {split!r} is not one of val, test")
+    present, errors = [], []
+    for split in splits:
+        try:
+            dm.read_split(split)
+        except DataError as err:
+            errors.append(err)
+            log.warning("skipping split %s: %s", split, err)
+        else:
+            present.append(split)
+    if not present:
+        raise errors[0]
+    return present
+
+
 def evaluate(
     ckpt_path: str,
     splits: list[str],
@@ -108,10 +132,9 @@ def evaluate(
         deterministic=True,
     )
     results: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve())}
+    splits = present_splits(dm, splits)
     for split in splits:
-        run = {"val": trainer.validate, "test": trainer.test}.get(split)
-        if run is None:
-            raise ValueError(f"splits: {split!r} is not one of val, test")
+        run = {"val": trainer.validate, "test": trainer.test}[split]
         metrics = run(module, datamodule=dm, verbose=False)[0]
         results[split] = {
             k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{split}/")

@@ -122,7 +122,9 @@ def load_run(folder: Path) -> Run:
 
 def load_runs(root: Path, skip: Path | None = None, skip_incomplete: bool = False) -> list[Run]:
     if not root.is_dir():
-        raise ReportError(f"{root} is not a folder; pass a multirun/<date> or outputs/ folder")
+        raise ReportError(
+            f"{root} is not a folder; pass a multirun/<group>/<date> or outputs/ folder"
+        )
     done, unfinished = find_runs(root, skip)
     runs = [load_run(p) for p in done]
     unscored = [r.path for r in runs if not any(s in r.metrics for s in SPLITS)]
@@ -139,7 +141,7 @@ def load_runs(root: Path, skip: Path | None = None, skip_incomplete: bool = Fals
     if not runs:
         raise ReportError(
             f"no finished run folders under {root}: a run folder holds config.yaml and "
-            "metrics.json as written by tmc-train; pass a multirun/<date> or outputs/ folder"
+            "metrics.json as written by tmc-train; pass a multirun/<group>/<date> or outputs/ folder"
         )
     return runs
 
@@ -665,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Tables (md/csv/LaTeX), plots and a paired test over tmc-train run folders.",
     )
     p.add_argument(
-        "dir", type=Path, help="a multirun/<date> or outputs/ folder (searched recursively)"
+        "dir", type=Path, help="a multirun/<group>/<date> or outputs/ folder (searched recursively)"
     )
     p.add_argument("--out", type=Path, help="output folder (default: DIR/report)")
     p.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -148,8 +149,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if saved.is_file():
             cfg = OmegaConf.load(saved)
             cfg.ckpt_path = ckpt_path
-        handler = logging.FileHandler(run_dir / "train.log")
-        logging.getLogger().addHandler(handler)
+        if not _logs_to(run_dir / "train.log"):  # Hydra's job log already appends there
+            handler = logging.FileHandler(run_dir / "train.log")
+            logging.getLogger().addHandler(handler)
         log.info("resuming %s with the run's saved config %s", ckpt_path, saved)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -158,6 +160,15 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def _logs_to(path: Path) -> bool:
+    """Whether a root-logger file handler already writes to ``path``."""
+    target = str(path.resolve())
+    return any(
+        isinstance(h, logging.FileHandler) and h.baseFilename == target
+        for h in logging.getLogger().handlers
+    )
 
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -238,14 +249,66 @@ def sweep_dirname(overrides: str, limit: int = 120) -> str:
     return f"{name[: limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
+def resume_run_dir(ckpt_path: str | None, default: str) -> str:
+    """``hydra.run.dir``: a resumed run's own folder (where ``run`` continues it), else ``default``.
+
+    Hydra creates its run folder before ``main`` starts; pointing it at the original run keeps a
+    resume from leaving an extra, nearly empty ``outputs/<now>/`` behind.
+    """
+    ckpt = Path(str(ckpt_path)) if ckpt_path else None
+    if ckpt is None or not ckpt.is_file():  # a missing file: main() reports it before Hydra runs
+        return default
+    return str(ckpt.resolve().parent.parent)
+
+
+def hydra_subdir(ckpt_path: str | None, stamp: str) -> str:
+    """``hydra.output_subdir``: a resume records its command beside the original ``.hydra/``."""
+    return f".hydra-resume-{stamp}" if ckpt_path else ".hydra"
+
+
+def or_default(value: Any, default: str) -> Any:
+    """``${tmc_or:${key},default}``: unlike ``oc.select``, also falls back when the key is null."""
+    return default if value is None or value == "" else value
+
+
 OmegaConf.register_new_resolver("tmc_dirname", sweep_dirname, replace=True)
+OmegaConf.register_new_resolver("tmc_or", or_default, replace=True)
+OmegaConf.register_new_resolver("tmc_run_dir", resume_run_dir, replace=True)
+OmegaConf.register_new_resolver("tmc_hydra_subdir", hydra_subdir, replace=True)
+
+
+def missing_checkpoint(argv: list[str]) -> str | None:
+    """The error for a ``ckpt_path=`` override naming no file, checked before Hydra makes folders."""
+    if "-m" in argv or "--multirun" in argv:
+        return None
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        value = value.strip("'\"")
+        if key != "ckpt_path" or not sep or value in ("", "null"):
+            continue
+        if not Path(value).is_file():
+            return (
+                f"ckpt_path={value}: no such checkpoint file. To resume a run, pass its "
+                "checkpoints/last.ckpt, e.g. "
+                "ckpt_path=outputs/<dataset>/<model>/<date>/checkpoints/last.ckpt"
+            )
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     results = run(cfg, run_dir)
     return results.get("val", {}).get("dice")  # the value a Hydra sweeper optimises
+
+
+def main() -> float | None:
+    """``tmc-train``: Hydra's command line, after checking a resume's checkpoint exists."""
+    error = missing_checkpoint(sys.argv[1:])
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+    return _hydra_main()
 
 
 if __name__ == "__main__":

@@ -131,9 +131,62 @@ def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "metrics.json").exists()
-    resumed = run(tiny_cfg(cache_dir, *RESUME, f"ckpt_path={last}"), tmp_path / "ignored")
-    assert Path(resumed["run_dir"]) == killed
+    # Resume from the command line, as a user would, from another working folder: the run
+    # continues in its own folder and Hydra makes no new outputs/<date>/ folder.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resume = [sys.executable, "-m", "tmc_lightning.train", f"ckpt_path={last}"]
+    done = subprocess.run(resume, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(elsewhere.iterdir()) == []
+    assert len(list(killed.glob(".hydra-resume-*/overrides.yaml"))) == 1
+    assert (killed / ".hydra" / "config.yaml").is_file()  # the original record is kept
+    assert (killed / "train.log").read_text().count("resuming ") == 1
     assert _metrics(killed) == _metrics(tmp_path / "a")
+
+
+def test_resume_from_a_missing_checkpoint_fails_before_any_folder(tmp_path, monkeypatch, capsys):
+    from tmc_lightning.train import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["tmc-train", "ckpt_path=runs/x/checkpoints/last.ckpt"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "ckpt_path=runs/x/checkpoints/last.ckpt: no such checkpoint file" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_scores_the_splits_the_data_has(cache_dir, tmp_path):
+    """Like QaTa's public release: train and val only. tmc-eval's default splits=[val, test]
+    then scores val (test is skipped with a warning); asking for test alone is an error."""
+    from tests.conftest import compose_cfg
+    from tests.unit.test_layouts import make_lvit
+    from tmc_lightning.data.layouts import DataError
+
+    root = make_lvit(tmp_path / "qata", n=4)
+    cfg = compose_cfg(
+        [
+            "dataset=qata",
+            f"dataset.root={root}",
+            "dataset.preset=tiny",
+            "dataset.image_size=32",
+            "dataset.batch_size=2",
+            "dataset.num_workers=0",
+            "model=unet",
+            "trainer.max_epochs=1",
+            "callbacks.rich_progress=false",
+        ]
+    )
+    results = run(cfg, tmp_path / "run")
+    assert "test" not in results and "dice" in results["val"]
+    out = evaluate(results["best_checkpoint"], ["val", "test"], out=str(tmp_path / "e.json"))
+    assert "test" not in out
+    assert out["val"]["dice"] == pytest.approx(results["val"]["dice"], abs=1e-6)
+    with pytest.raises(DataError, match="Test_Folder"):
+        evaluate(results["best_checkpoint"], ["test"], out=str(tmp_path / "t.json"))
+    assert not (tmp_path / "t.json").exists()
 
 
 @pytest.mark.parametrize("model", ["unet", "lvit"])

@@ -39,3 +39,29 @@ def test_default_is_tmc_small_on_synthetic():
     assert cfg.dataset.lr == 1e-3
     assert compose_cfg(["dataset=qata"]).dataset.lr == 3e-4
     assert compose_cfg(["dataset=mosmed"]).dataset.lr == 1e-3
+
+
+def _hydra_dirs(overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    import tmc_lightning.train  # noqa: F401  (registers the folder resolvers)
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    keys = ("run.dir", "sweep.dir", "output_subdir")
+    return {k: OmegaConf.select(cfg.hydra, k) for k in keys}
+
+
+def test_sweep_and_run_folders(tmp_path):
+    assert _hydra_dirs([])["sweep.dir"].startswith("multirun/adhoc/")  # group: null
+    assert _hydra_dirs(["experiment=ablation"])["sweep.dir"].startswith("multirun/ablation/")
+    plain = _hydra_dirs(["model=unet"])
+    assert plain["run.dir"].startswith("outputs/synthetic/unet/")
+    assert plain["output_subdir"] == ".hydra"
+    # a resume continues in the checkpoint's run folder and keeps the original .hydra record
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    resumed = _hydra_dirs([f"ckpt_path={last}"])
+    assert resumed["run.dir"] == str(tmp_path / "run")
+    assert resumed["output_subdir"].startswith(".hydra-resume-")
