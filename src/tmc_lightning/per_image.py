@@ -146,6 +146,8 @@ def write_artifacts(
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    for old in [*out_dir.glob("best[0-9]*_*.png"), *out_dir.glob("worst[0-9]*_*.png")]:
+        old.unlink()  # an earlier evaluation's overlays (e.g. with a larger top_k)
     order = sorted(rows, key=lambda r: r["dice"])
     for tag, chosen in (("worst", order[:k]), ("best", order[::-1][:k])):
         for rank, r in enumerate(chosen, start=1):
