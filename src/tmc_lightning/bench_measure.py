@@ -206,7 +206,8 @@ def profile_train_step(
     total = sum(t for _, t, _ in ops) or 1.0
     families: dict[str, float] = {}
     for name, t, _ in ops:
-        families[op_family(name)] = families.get(op_family(name), 0.0) + t / total
+        family = op_family(name)
+        families[family] = families.get(family, 0.0) + t / total
     return {
         "time": "device" if device.type == "cuda" else "cpu",
         "ms_per_step": total / 1000 / steps,

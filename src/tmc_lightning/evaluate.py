@@ -19,7 +19,7 @@ from tmc_lightning.data.datamodule import DATAMODULES, TextSegDataModule
 from tmc_lightning.data.layouts import DataError
 from tmc_lightning.models.registry import list_models
 from tmc_lightning.module import SegmentationModule
-from tmc_lightning.utils import CONF_DIR, write_json_atomic
+from tmc_lightning.utils import CONF_DIR, run_dir_of, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.evaluate")
 
@@ -140,24 +140,20 @@ def evaluate(
             k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(f"{split}/")
         }
     results["dataset"] = dm.identity()
+    eval_base = run_dir_of(ckpt_path) / f"eval_{Path(ckpt_path).stem}"  # beside checkpoints/
     if artifacts:
         from tmc_lightning.per_image import score_split, write_artifacts
 
-        art_root = Path(ckpt_path).resolve().parent.parent / f"eval_{Path(ckpt_path).stem}"
         for split in splits:
             loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
             rows = score_split(module, loader, dm.datasets[split])
-            summary = write_artifacts(rows, dm.datasets[split], art_root / split, k=top_k)
+            summary = write_artifacts(rows, dm.datasets[split], eval_base / split, k=top_k)
             results[split]["per_image_summary"] = summary
             print(
                 f"{split}: Dice {summary['dice']:.4f} (95% CI {summary['dice_ci95'][0]:.4f}-"
-                f"{summary['dice_ci95'][1]:.4f}); per-image CSV and overlays in {art_root / split}"
+                f"{summary['dice_ci95'][1]:.4f}); per-image CSV and overlays in {eval_base / split}"
             )
-    path = (
-        Path(out)
-        if out
-        else Path(ckpt_path).resolve().parent.parent / f"eval_{Path(ckpt_path).stem}.json"
-    )
+    path = Path(out) if out else eval_base.parent / f"{eval_base.name}.json"  # names hold dots
     write_json_atomic(path, results)
     for split in splits:
         print(

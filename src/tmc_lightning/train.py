@@ -28,7 +28,7 @@ from tmc_lightning.models.registry import model_class
 from tmc_lightning.module import SegmentationModule
 from tmc_lightning.per_image import PerImageRecorder, write_scores_csv
 from tmc_lightning.tracking import finish_wandb, make_wandb_logger
-from tmc_lightning.utils import CONF_DIR, git_commit, model_report, write_json_atomic
+from tmc_lightning.utils import CONF_DIR, git_commit, model_report, run_dir_of, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.train")
 # Dataset-config keys that are training recipe, not DataModule arguments.
@@ -144,7 +144,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     handler = None
     if cfg.ckpt_path:  # resuming: continue in the original run folder, with its saved config
         ckpt_path = str(cfg.ckpt_path)
-        run_dir = Path(ckpt_path).resolve().parent.parent
+        run_dir = run_dir_of(ckpt_path)
         saved = run_dir / "config.yaml"
         if saved.is_file():
             cfg = OmegaConf.load(saved)
@@ -258,7 +258,7 @@ def resume_run_dir(ckpt_path: str | None, default: str) -> str:
     ckpt = Path(str(ckpt_path)) if ckpt_path else None
     if ckpt is None or not ckpt.is_file():  # a missing file: main() reports it before Hydra runs
         return default
-    return str(ckpt.resolve().parent.parent)
+    return str(run_dir_of(ckpt))
 
 
 def hydra_subdir(ckpt_path: str | None, stamp: str) -> str:

@@ -57,6 +57,11 @@ def model_report(model: nn.Module, image_size: int, max_words: int) -> dict[str,
     }
 
 
+def run_dir_of(ckpt_path: str | Path) -> Path:
+    """The run folder a checkpoint belongs to: ``<run>/checkpoints/<name>.ckpt`` -> ``<run>``."""
+    return Path(ckpt_path).resolve().parent.parent
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temporary file and rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY, tiny_cfg
+from tests.conftest import TINY, compose_cfg, tiny_cfg
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.evaluate import CheckpointError, evaluate, load_module, read_checkpoint
 from tmc_lightning.module import SegmentationModule
@@ -161,7 +161,6 @@ def test_resume_from_a_missing_checkpoint_fails_before_any_folder(tmp_path, monk
 def test_eval_scores_the_splits_the_data_has(cache_dir, tmp_path):
     """Like QaTa's public release: train and val only. tmc-eval's default splits=[val, test]
     then scores val (test is skipped with a warning); asking for test alone is an error."""
-    from tests.conftest import compose_cfg
     from tests.unit.test_layouts import make_lvit
     from tmc_lightning.data.layouts import DataError
 
@@ -181,8 +180,12 @@ def test_eval_scores_the_splits_the_data_has(cache_dir, tmp_path):
     )
     results = run(cfg, tmp_path / "run")
     assert "test" not in results and "dice" in results["val"]
-    out = evaluate(results["best_checkpoint"], ["val", "test"], out=str(tmp_path / "e.json"))
+    out = evaluate(results["best_checkpoint"], ["val", "test"])
     assert "test" not in out
+    # default output beside checkpoints/, named after the whole checkpoint stem (it holds dots)
+    best = Path(results["best_checkpoint"])
+    assert "." in best.stem
+    assert (tmp_path / "run" / f"eval_{best.stem}.json").is_file()
     assert out["val"]["dice"] == pytest.approx(results["val"]["dice"], abs=1e-6)
     with pytest.raises(DataError, match="Test_Folder"):
         evaluate(results["best_checkpoint"], ["test"], out=str(tmp_path / "t.json"))
