@@ -153,6 +153,13 @@ def evaluate(
                 f"{split}: Dice {summary['dice']:.4f} (95% CI {summary['dice_ci95'][0]:.4f}-"
                 f"{summary['dice_ci95'][1]:.4f}); per-image CSV and overlays in {eval_base / split}"
             )
+            print(
+                f"{split}: Dice by lesion size (share of the image): "
+                + ", ".join(
+                    f"{b['coverage']} {b['dice']:.3f} (n={b['n']})"
+                    for b in summary["dice_by_lesion_size"]
+                )
+            )
     path = Path(out) if out else eval_base.parent / f"{eval_base.name}.json"  # names hold dots
     write_json_atomic(path, results)
     for split in splits:

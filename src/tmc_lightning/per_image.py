@@ -126,6 +126,31 @@ def merge_ranks(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+# Ground-truth lesion coverage (share of the image's pixels) that splits the per-image Dice.
+COVERAGE_EDGES = (0.01, 0.05, 0.15)
+
+
+def dice_by_coverage(
+    dice: np.ndarray, coverage: np.ndarray, edges: tuple[float, ...] = COVERAGE_EDGES
+) -> list[dict[str, Any]]:
+    """Mean per-image Dice by ground-truth lesion size: where a model loses its per-image Dice.
+
+    One entry per bin (``no lesion``, ``< 1%``, ``1-5%``, ... of the image), empty bins left out.
+    """
+    bounds = [0.0, *edges, np.inf]
+    bins = [("no lesion", coverage == 0)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        label = (
+            f"< {hi:.0%}" if lo == 0 else (f">= {lo:.0%}" if hi == np.inf else f"{lo:.0%}-{hi:.0%}")
+        )
+        bins.append((label, (coverage > 0) & (coverage >= lo) & (coverage < hi)))
+    return [
+        {"coverage": label, "n": int(sel.sum()), "dice": float(dice[sel].mean())}
+        for label, sel in bins
+        if sel.any()
+    ]
+
+
 def write_scores_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """``name,dice,iou`` per image, written via a temporary file and a rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -164,7 +189,10 @@ def write_artifacts(
     dice = np.array([r["dice"] for r in rows])
     iou = np.array([r["iou"] for r in rows])
     hd = np.array([r["hd95"] for r in rows])
+    pixels = np.array([r["_pred"].size for r in rows])
+    coverage = np.array([r["true_area"] for r in rows]) / np.maximum(pixels, 1)
     return {
+        "dice_by_lesion_size": dice_by_coverage(dice, coverage),
         "n": len(rows),
         "dice": float(dice.mean()),
         "dice_ci95": bootstrap_ci(dice),

@@ -101,6 +101,9 @@ def test_per_image_csv_matches_the_reported_metric(ckpt, tmp_path):
     assert np.mean([float(r["dice"]) for r in rows]) == pytest.approx(out["test"]["dice"], abs=1e-6)
     summary = out["test"]["per_image_summary"]
     assert summary["dice_ci95"][0] <= summary["dice"] <= summary["dice_ci95"][1]
+    by_size = summary["dice_by_lesion_size"]
+    assert sum(b["n"] for b in by_size) == 16
+    assert sum(b["n"] * b["dice"] for b in by_size) / 16 == pytest.approx(summary["dice"])
     assert len(list(folder.glob("best*.png"))) == 2 and len(list(folder.glob("worst*.png"))) == 2
 
 

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -59,3 +60,18 @@ def test_global_protocol_with_nothing_to_find_and_nothing_found():
     glob.update(logits_from(empty), empty)
     assert glob.compute() == {"dice_global": 1.0, "iou_global": 1.0}
     assert per_image_scores(logits_from(empty[:1]), empty[:1])[1].item() == 1.0  # IoU too
+
+
+def test_dice_by_lesion_size_bins_each_image_once():
+    from tmc_lightning.per_image import dice_by_coverage
+
+    dice = np.array([1.0, 0.2, 0.4, 0.6, 0.9, 0.8, 0.7])
+    coverage = np.array([0.0, 0.005, 0.009, 0.02, 0.5, 0.15, 0.149999])
+    bins = dice_by_coverage(dice, coverage)
+    assert [b["coverage"] for b in bins] == ["no lesion", "< 1%", "1%-5%", "5%-15%", ">= 15%"]
+    assert [b["n"] for b in bins] == [1, 2, 1, 1, 2]
+    assert sum(b["n"] for b in bins) == len(dice)
+    assert bins[1]["dice"] == pytest.approx(0.3) and bins[4]["dice"] == pytest.approx(0.85)
+    # empty bins are left out rather than reported as NaN
+    only_large = dice_by_coverage(np.array([0.5]), np.array([0.3]))
+    assert only_large == [{"coverage": ">= 15%", "n": 1, "dice": 0.5}]
