@@ -26,7 +26,7 @@ train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="ke
 test: install ## offline CPU test suite (no slow tests)
 	WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(ARGS)
 
-test-slow: install ## also the slow tests (real-data training steps)
+test-slow: install ## also the tests marked slow
 	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
 
 lint: install ## ruff lint + format check

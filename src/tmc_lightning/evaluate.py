@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from tmc_lightning.data.datamodule import DATAMODULES, TextSegDataModule
-from tmc_lightning.data.layouts import DataError
+from tmc_lightning.data.layouts import SplitAbsent
 from tmc_lightning.models.registry import list_models
 from tmc_lightning.module import SegmentationModule
 from tmc_lightning.utils import CONF_DIR, run_dir_of, write_json_atomic
@@ -99,7 +99,7 @@ def present_splits(dm: TextSegDataModule, splits: list[str]) -> list[str]:
     for split in splits:
         try:
             dm.read_split(split)
-        except DataError as err:
+        except SplitAbsent as err:
             errors.append(err)
             log.warning("skipping split %s: %s", split, err)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from tmc_lightning.data.datamodule import TextSegDataModule, build_datamodule
+from tmc_lightning.data.layouts import DataError
 from tmc_lightning.models.encoders import text_settings
 from tmc_lightning.models.registry import model_class
 from tmc_lightning.module import SegmentationModule
@@ -178,6 +180,10 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), tokenizer_for(cfg))
     dm.prepare_data()
+    # Load (and cache) the data before anything is written: a bad dataset fails here, with its
+    # DataError, and leaves no half-made run folder (fit's own setup then reuses these splits).
+    dm.setup("fit")
+    has_test = bool(cfg.run_test) and dm.has_split("test")  # a broken test split fails now
     module = make_module(cfg, dm)
     if rank_zero_only.rank == 0:  # under DDP every rank runs this function; one writes
         (run_dir / "tokenizer.json").write_text(dm.build_tokenizer().to_str())
@@ -207,7 +213,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         trainer.callbacks.append(recorder)
         val = trainer.validate(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
         results.update(best_checkpoint=ckpt, val=_strip(val, "val/"))
-        if dm.has_split("test"):
+        if has_test:
             test = trainer.test(module, datamodule=dm, ckpt_path=ckpt, verbose=False)[0]
             results["test"] = _strip(test, "test/")
         else:
@@ -297,9 +303,32 @@ def missing_checkpoint(argv: list[str]) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    results = run(cfg, run_dir)
+    hc = hydra.core.hydra_config.HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        results = run(cfg, run_dir)
+    except DataError as err:
+        if not cfg.ckpt_path:
+            remove_unused_run_dir(run_dir, hc.output_subdir, f"{hc.job.name}.log")
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     return results.get("val", {}).get("dice")  # the value a Hydra sweeper optimises
+
+
+def remove_unused_run_dir(run_dir: Path, hydra_subdir: str | None, log_name: str) -> None:
+    """Remove what Hydra made for a run that failed on its data before writing anything.
+
+    Only Hydra's record of the command and the job log are removed, then the folder if that
+    left it empty: a ``hydra.run.dir`` that already held other files keeps them.
+    """
+    logging.shutdown()  # closes the job log's file handler
+    if hydra_subdir:
+        shutil.rmtree(run_dir / hydra_subdir, ignore_errors=True)
+    (run_dir / log_name).unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty: files that were there before this run
 
 
 def main() -> float | None:

@@ -21,7 +21,6 @@ def test_real_qata_indexes_every_triple_with_text():
     assert not build_datamodule("qata", root=str(SHARED_QATA)).has_split("test")
 
 
-@pytest.mark.slow
 def test_a_few_training_steps_on_real_images(tmp_path, cache_dir):
     from tests.conftest import compose_cfg
     from tmc_lightning.train import run
@@ -41,3 +40,14 @@ def test_a_few_training_steps_on_real_images(tmp_path, cache_dir):
     )
     results = run(cfg, tmp_path)
     assert "test" not in results and 0 <= results["val"]["dice"] <= 1
+
+
+def test_data_check_reports_the_real_release(capsys):
+    """tmc-data check dataset=qata dataset.root=../shared/data/QaTa-COV19 (decodes all 7145)."""
+    from tmc_lightning.data.check import report
+
+    assert report(build_datamodule("qata", root=str(SHARED_QATA))) == 0
+    out = capsys.readouterr().out
+    assert "triples: 5716" in out and "triples: 1429" in out
+    assert "[test]\n  absent" in out and out.count("images without masks/text: 0") == 2
+    assert "unreadable" not in out and "ERROR" not in out and "ready to train" in out

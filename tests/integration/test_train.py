@@ -158,6 +158,32 @@ def test_resume_from_a_missing_checkpoint_fails_before_any_folder(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_bad_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, cache_dir):
+    from tests.unit.test_layouts import make_lvit
+
+    root = make_lvit(tmp_path / "qata")
+    (root / "Val_Folder" / "img" / "val1.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    run_dir = tmp_path / "outputs" / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tmc_lightning.train",
+        "dataset=qata",
+        f"dataset.root={root}",
+        "dataset.preset=tiny",
+        "dataset.image_size=32",
+        "dataset.num_workers=0",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "TMC_CACHE_DIR": str(cache_dir)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "error: cannot read image " in proc.stderr and "val1.png" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not run_dir.exists() and (tmp_path / "outputs").is_dir()
+
+
 def test_eval_scores_the_splits_the_data_has(cache_dir, tmp_path):
     """Like QaTa's public release: train and val only. tmc-eval's default splits=[val, test]
     then scores val (test is skipped with a warning); asking for test alone is an error."""

@@ -5,9 +5,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from tests.unit.test_layouts import make_lvit
+from tests.unit.test_layouts import TEXT, _pair, make_ariadne, make_lvit
 from tmc_lightning.data.check import report
 from tmc_lightning.data.datamodule import build_datamodule
 
@@ -49,3 +50,39 @@ def test_cli_exit_code(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "ERROR: no text sheet for split 'val'" in proc.stdout
+
+
+def test_report_statistics_and_duplicates(tmp_path, capsys):
+    root = make_lvit(tmp_path)  # 3 identical 32x32 images per split, each mask 6x6 = 3.52%
+    assert report(build_datamodule("qata", root=str(root))) == 0
+    out = capsys.readouterr().out
+    assert "mask coverage %: min 3.52, mean 3.52, max 3.52; empty masks: 0" in out
+    assert "text length (words): min 13.0, mean 13.0, max 13.0" in out
+    assert (
+        "duplicate images (same bytes): 1, e.g. [['train0.png', 'train1.png', 'train2.png']]" in out
+    )
+    assert "identical image(s) appear in both train and val" in out
+
+
+def test_report_on_shared_folders_counts_no_false_orphans(tmp_path, capsys):
+    """Ariadne's validation shares Train/Images with train: neither split's images are orphans."""
+    root = make_ariadne(tmp_path / "a")
+    dm = build_datamodule("qata", root=str(root), layout="ariadne")
+    assert report(dm) == 0
+    out = capsys.readouterr().out
+    assert out.count("images without masks/text: 0") == 2 and "triples: 4" in out
+    _pair(root / "Train" / "Images", root / "Train" / "GTs", "x.png", "mask_x.png")
+    (root / "Train" / "GTs" / "mask_x.png").unlink()  # an image with neither mask nor text
+    assert report(dm) == 0
+    assert "images without masks/text: 1, e.g. ['x.png']" in capsys.readouterr().out
+
+
+def test_broken_test_split_stops_training(tmp_path, capsys):
+    root = make_lvit(tmp_path)
+    _pair(root / "Test_Folder" / "img", root / "Test_Folder" / "labelcol", "t.png", "mask_t.png")
+    pd.DataFrame([{"Image": "mask_t.png", "Caption": TEXT}]).to_excel(
+        root / "Test_Folder" / "Test_text.xlsx", index=False
+    )
+    assert report(build_datamodule("qata", root=str(root))) == 1
+    out = capsys.readouterr().out
+    assert "[test]\n  ERROR: " in out and "lacks column" in out and "1 problem(s)" in out

@@ -7,7 +7,14 @@ from PIL import Image
 
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.imageio import check_pair, load_image, load_mask
-from tmc_lightning.data.layouts import DataError, detect_layout, read_ariadne, read_lvit
+from tmc_lightning.data.layouts import (
+    DataError,
+    SplitAbsent,
+    detect_layout,
+    read_ariadne,
+    read_lvit,
+    read_manifest,
+)
 
 TEXT = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
 
@@ -94,12 +101,12 @@ def test_case_insensitive_match_warns_once_with_a_count(tmp_path):
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
-        ("missing_mask", "mask .* does not exist"),
-        ("missing_text_row", "have no text row"),
-        ("wrong_columns", "lacks column"),
-        ("empty_description", "row 3: empty Description"),
-        ("empty_split", "empty"),
-        ("missing_image", "image .* does not exist"),
+        ("missing_mask", r"Train_text.xlsx row 3: mask mask_train1.png does not exist .*add the"),
+        ("missing_text_row", r"1 mask\(s\) in .*labelcol have no text row in .*Train_text.xlsx"),
+        ("wrong_columns", r"Train_text.xlsx: text sheet lacks column\(s\) \['Description'\]"),
+        ("empty_description", "Train_text.xlsx row 3: empty Description .* write its text"),
+        ("empty_split", "split in .*labelcol is empty: .*put the split's masks there"),
+        ("missing_image", r"row 4: image .*train2.png for mask .* does not exist; add"),
     ],
 )
 def test_malformed_lvit_gives_one_clear_error(tmp_path, breakage, message):
@@ -193,3 +200,127 @@ def test_decoded_cache_is_reused_and_invalidated(tmp_path, cache_dir):
     third.setup("fit")
     assert len(list((cache_dir / "decoded").glob("*.npy"))) > len(cached)
     assert third.datasets["train"].images[0].max() == 0
+
+
+def test_shared_sheet_still_reports_a_mask_missing_from_both_folders(tmp_path):
+    root = make_lvit(tmp_path)
+    frames = [pd.read_excel(root / f"{s}_Folder" / f"{s}_text.xlsx") for s in ("Train", "Val")]
+    for s in ("Train", "Val"):
+        (root / f"{s}_Folder" / f"{s}_text.xlsx").unlink()
+    pd.concat(frames).to_excel(root / "Train_Val_text.xlsx", index=False)
+    (root / "Val_Folder" / "labelcol" / "mask_val1.png").unlink()
+    for split in ("train", "val"):  # the lost mask is reported from either side
+        with pytest.raises(DataError, match=r"Train_Val_text.xlsx row 6: mask mask_val1.png"):
+            read_lvit(root, split)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "split", "message"),
+    [
+        ("missing_mask", "val", r"train.csv row 6: mask mask_c4.png does not exist"),
+        ("missing_mask_train", "train", r"train.csv row 2: mask mask_c0.png does not exist"),
+        ("mask_without_row", "train", r"1 mask\(s\) in .*GTs have no text row in .*train.csv"),
+        ("mask_without_row", "val", r"\['mask_extra.png'\]"),
+        ("wrong_columns", "train", r"train.csv: text sheet lacks column\(s\) \['Description'\]"),
+        ("empty_description", "train", "train.csv row 3: empty Description"),
+        ("missing_image", "train", r"row 4: image .*c2.png for mask mask_c2.png does not exist"),
+        ("empty_split", "train", "split in .*GTs is empty"),
+        ("no_prompt_sheet", "train", r"missing prompt sheet .*train.csv .*add it"),
+    ],
+)
+def test_malformed_ariadne_gives_one_clear_error(tmp_path, breakage, split, message):
+    root = make_ariadne(tmp_path / "a")
+    sheet = root / "prompt" / "train.csv"
+    df = pd.read_csv(sheet)
+    gts = root / "Train" / "GTs"
+    if breakage == "missing_mask":
+        (gts / "mask_c4.png").unlink()
+    elif breakage == "missing_mask_train":
+        (gts / "mask_c0.png").unlink()
+    elif breakage == "mask_without_row":
+        _pair(root / "Train" / "Images", gts, "extra.png", "mask_extra.png")
+    elif breakage == "wrong_columns":
+        df.rename(columns={"Description": "Prompt"}).to_csv(sheet, index=False)
+    elif breakage == "empty_description":
+        df.loc[1, "Description"] = ""
+        df.to_csv(sheet, index=False)
+    elif breakage == "missing_image":
+        (root / "Train" / "Images" / "c2.png").unlink()
+    elif breakage == "empty_split":
+        for p in gts.iterdir():
+            p.unlink()
+        df.iloc[:0].to_csv(sheet, index=False)
+    elif breakage == "no_prompt_sheet":
+        sheet.unlink()
+    with pytest.raises(DataError, match=message):
+        read_ariadne(root, split)
+
+
+def test_ariadne_folders_val_sheet_and_test_split(tmp_path):
+    root = make_ariadne(tmp_path / "a")
+    (root / "Train" / "GTs").rename(root / "Train" / "Ground-truths")
+    assert len(read_ariadne(root, "train")) == 4  # the other published mask folder name
+    with pytest.raises(SplitAbsent, match="test.csv"):
+        read_ariadne(root, "test")  # no Test folder, no test.csv: absent, not broken
+    rows = []
+    for split, stem in (("val", "Val"), ("test", "Test")):
+        _pair(root / stem / "Images", root / stem / "GTs", f"{split}.png", f"mask_{split}.png")
+        rows = [{"Image": f"mask_{split}.png", "Description": TEXT}]
+        pd.DataFrame(rows).to_csv(root / "prompt" / f"{split}.csv", index=False)
+    assert len(read_ariadne(root, "train")) == 5  # with val.csv, train.csv is all train
+    assert [s.image.name for s in read_ariadne(root, "val")] == ["val.png"]
+    assert [s.image.name for s in read_ariadne(root, "test")] == ["test.png"]
+    (root / "prompt" / "test.csv").unlink()  # a Test folder without its sheet is broken
+    with pytest.raises(DataError, match="missing prompt sheet") as err:
+        read_ariadne(root, "test")
+    assert not isinstance(err.value, SplitAbsent)
+
+
+def test_ariadne_root_that_does_not_exist(tmp_path):
+    with pytest.raises(DataError, match=r"nowhere does not exist \(expected Ariadne's layout"):
+        read_ariadne(tmp_path / "nowhere", "train")
+
+
+def test_unreadable_sheets_name_the_file_and_the_fix(tmp_path):
+    root = make_lvit(tmp_path / "l")
+    sheet = root / "Train_Folder" / "Train_text.xlsx"
+    sheet.unlink()
+    csv = root / "Train_Folder" / "Train_text.csv"
+    csv.write_bytes(
+        b"Image,Description\n"
+        + "".join(f"mask_train{i}.png,Infiltración basal\n" for i in range(3)).encode("cp1252")
+    )
+    with pytest.raises(DataError, match=r"Train_text.csv: the text sheet is not UTF-8 .*CSV UTF-8"):
+        read_lvit(root, "train")
+    csv.unlink()
+    sheet.write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(DataError, match=r"Train_text.xlsx: cannot read the text sheet .*re-save"):
+        read_lvit(root, "train")
+    manifest = tmp_path / "manifest.xlsx"
+    manifest.write_text("image,mask,text,split\n")
+    with pytest.raises(DataError, match=r"manifest.xlsx: cannot read the manifest"):
+        read_manifest(manifest, "train")
+
+
+def test_excel_csv_utf8_with_bom_reads(tmp_path):
+    root = make_lvit(tmp_path)
+    (root / "Train_Folder" / "Train_text.xlsx").unlink()
+    (root / "Train_Folder" / "Train_text.csv").write_bytes(
+        b"\xef\xbb\xbf"
+        + b"Image,Description\n"
+        + "".join(f"mask_train{i}.png,Infiltración basal\n" for i in range(3)).encode()
+    )
+    samples = read_lvit(root, "train")
+    assert len(samples) == 3 and samples[0].text == "Infiltración basal"
+
+
+def test_broken_test_split_is_an_error_not_an_absent_split(tmp_path):
+    root = make_lvit(tmp_path)
+    dm = build_datamodule("qata", root=str(root))
+    assert dm.has_split("test") is False  # no Test_Folder: the QaTa release's case
+    _pair(root / "Test_Folder" / "img", root / "Test_Folder" / "labelcol", "t.png", "mask_t.png")
+    pd.DataFrame([{"Image": "mask_t.png", "Caption": TEXT}]).to_excel(
+        root / "Test_Folder" / "Test_text.xlsx", index=False
+    )
+    with pytest.raises(DataError, match=r"Test_text.xlsx: text sheet lacks column"):
+        dm.has_split("test")

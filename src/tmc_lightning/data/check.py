@@ -11,6 +11,7 @@ import hashlib
 import statistics
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from tmc_lightning.data.imageio import binarize_mask
-from tmc_lightning.data.layouts import DataError, Sample
+from tmc_lightning.data.layouts import DataError, Sample, SplitAbsent
 from tmc_lightning.utils import CONF_DIR
 
 REQUIRED = ("train", "val")
@@ -38,8 +39,13 @@ def _stats(values: list[float], fmt: str = "{:.1f}") -> str:
     )
 
 
-def inspect_split(samples: list[Sample]) -> dict[str, Any]:
-    """Facts about one split's files; decodes each mask once at its native size."""
+def inspect_split(samples: list[Sample], used: set[Path] | None = None) -> dict[str, Any]:
+    """Facts about one split's files; decodes each mask once at its native size.
+
+    ``used``: every image and mask path that some split uses. A file in this split's image
+    folder(s) outside it has no mask or text (default: outside this split's own files, which
+    miscounts when splits share a folder, e.g. a manifest or Ariadne's carved validation).
+    """
     sizes: Counter[tuple[int, int]] = Counter()
     coverage, unreadable, mismatched, digests = [], [], [], {}
     for s in samples:
@@ -61,10 +67,14 @@ def inspect_split(samples: list[Sample]) -> dict[str, Any]:
         coverage.append(float(binarize_mask(m).mean()) * 100)
         digests.setdefault(hashlib.sha1(s.image.read_bytes()).hexdigest(), []).append(s.image.name)
     texts = [s.text for s in samples]
-    used = {s.image.name for s in samples}
+    if used is None:
+        used = {p for s in samples for p in (s.image, s.mask)}
     folders = {s.image.parent for s in samples}
     orphans = sorted(
-        p.name for d in folders for p in d.iterdir() if p.is_file() and p.name not in used
+        p.name
+        for d in folders
+        for p in d.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p not in used
     )
     return {
         "count": len(samples),
@@ -86,16 +96,24 @@ def report(dm) -> int:
     fatal = 0
     seen: dict[str, set[str]] = {}
     print(f"dataset {dm.name!r} at {dm.resolve_root()}")
+    loaded: dict[str, list[Sample] | DataError] = {}
     for split in ("train", "val", "test"):
-        print(f"\n[{split}]")
         try:
-            samples = dm.read_split(split)
+            loaded[split] = dm.read_split(split)
         except DataError as err:
-            required = split in REQUIRED
-            fatal += required
-            print(f"  {'ERROR' if required else 'absent'}: {err}")
+            loaded[split] = err
+    used = {p for v in loaded.values() if isinstance(v, list) for s in v for p in (s.image, s.mask)}
+    for split, samples in loaded.items():
+        print(f"\n[{split}]")
+        if isinstance(samples, DataError):
+            err = samples
+            # A missing train/val split, or a test split that exists but does not load, stops
+            # training; a dataset without a test split (QaTa's public release) trains fine.
+            stops = split in REQUIRED or not isinstance(err, SplitAbsent)
+            fatal += stops
+            print(f"  {'ERROR' if stops else 'absent'}: {err}")
             continue
-        info = inspect_split(samples)
+        info = inspect_split(samples, used)
         seen[split] = info["digests"]
         sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in info["sizes"].most_common(5))
         print(f"  triples: {info['count']}")

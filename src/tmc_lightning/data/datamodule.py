@@ -21,7 +21,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tmc_lightning.data import synthetic
 from tmc_lightning.data.cache import cached_arrays
 from tmc_lightning.data.imageio import check_pair, load_image, load_mask
-from tmc_lightning.data.layouts import LAYOUTS, DataError, Sample, detect_layout, read_manifest
+from tmc_lightning.data.layouts import (
+    LAYOUTS,
+    DataError,
+    Sample,
+    SplitAbsent,
+    detect_layout,
+    read_manifest,
+)
 from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
 from tmc_lightning.data.transforms import train_transform
 
@@ -163,10 +170,13 @@ class TextSegDataModule(L.LightningDataModule):
         return LAYOUTS[layout](root, split)
 
     def has_split(self, split: str) -> bool:
-        """Whether ``split`` exists on disk (QaTa's public release, e.g., ships no test split here)."""
+        """Whether ``split`` exists on disk (QaTa's public release, e.g., ships no test split here).
+
+        A split that exists but does not load (a bad sheet, a missing mask) raises its DataError.
+        """
         try:
             self.read_split(split)
-        except DataError:
+        except SplitAbsent:
             return False
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,31 @@ SPLIT_FOLDERS = {"train": "Train", "val": "Val", "test": "Test"}
 
 class DataError(ValueError):
     """A dataset on disk does not match what its layout promises; the message says how to fix it."""
+
+
+class SplitAbsent(DataError):
+    """The dataset has no such split at all (QaTa's public release has no test split).
+
+    Only this is treated as "no test split"; a split that exists but is broken is a DataError.
+    """
+
+
+def _load_table(path: Path, what: str) -> pd.DataFrame:
+    """A CSV (``,`` or ``;``, sniffed) or Excel sheet; an unreadable one is one clear DataError."""
+    try:
+        if path.suffix.lower() == ".csv":
+            return pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig")
+        return pd.read_excel(path)
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: the {what} is not UTF-8 text (byte {err.start}: {err.reason}); "
+            "save it as CSV UTF-8 (e.g. Excel: Save As > CSV UTF-8) or as .xlsx"
+        ) from None
+    except (ValueError, zipfile.BadZipFile, OSError, pd.errors.ParserError) as err:
+        raise DataError(
+            f"{path}: cannot read the {what} ({type(err).__name__}: {err}); re-save it as a "
+            "valid .xlsx or a UTF-8 CSV"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -29,10 +55,7 @@ class Sample:
 
 
 def _read_sheet(path: Path) -> pd.DataFrame:
-    if path.suffix == ".csv":
-        df = pd.read_csv(path, sep=None, engine="python")  # sniffs "," or ";" (MosMedData+)
-    else:
-        df = pd.read_excel(path)
+    df = _load_table(path, "text sheet")  # "," or ";" (MosMedData+'s Image;text CSV)
     df.columns = [str(c).strip() for c in df.columns]
     if "text" in df.columns and "Description" not in df.columns:
         df = df.rename(columns={"text": "Description"})
@@ -54,7 +77,7 @@ def _find_sheet(root: Path, split: str) -> Path:
         for name in names:
             if (folder / name).is_file():
                 return folder / name
-    raise DataError(
+    raise (DataError if (root / f"{stem}_Folder").is_dir() else SplitAbsent)(
         f"no text sheet for split {split!r} under {root}: looked for {names} in "
         f"{root / (stem + '_Folder')} and {root}. Put the LViT text sheet there."
     )
@@ -82,39 +105,52 @@ def _pair(
     sheet: Path,
     img_dir: Path,
     mask_dir: Path,
-    other_split_rows: bool = False,
-    check_unlisted: bool = True,
+    elsewhere: tuple[Path, ...] = (),
+    listed: set[str] | None = None,
 ) -> list[Sample]:
     """Sheet rows (row number, mask name, text) -> samples, with one clear error per problem.
 
-    ``other_split_rows``: the sheet also lists another split's masks (QaTa's shared sheet), so
-    rows whose mask is not in ``mask_dir`` are skipped instead of reported.
+    ``elsewhere``: the sheet also lists other splits' masks (QaTa's shared ``Train_Val_text``),
+    so a row whose mask lies in one of these folders is skipped; a mask found in none of them
+    is still an error. ``listed``: the mask names (lower case) the whole sheet gives text to,
+    when ``rows`` is only part of it (Ariadne's validation carved out of ``train.csv``); a mask
+    file in ``mask_dir`` listed nowhere is an error. Default: the names ``rows`` use.
     """
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise DataError(
-                f"missing folder {d} (expected images in {img_dir} and masks in {mask_dir})"
+                f"missing folder {d} (expected images in {img_dir} and masks in {mask_dir}); "
+                "create it or point dataset.root at the dataset's top folder"
             )
     images, masks = _Folder(img_dir), _Folder(mask_dir)
+    others = [_Folder(d) for d in elsewhere if d.is_dir()]
     samples, used = [], set()
     for row, raw_mask, text in rows:
         mask_name = str(raw_mask).strip()
         found = masks.find(mask_name)
         if found is None:
-            if other_split_rows:
+            if any(o.find(mask_name) for o in others):
                 continue
-            raise DataError(f"{sheet} row {row}: mask {mask_dir / mask_name} does not exist")
+            where = " or ".join(str(d) for d in (mask_dir, *elsewhere))
+            raise DataError(
+                f"{sheet} row {row}: mask {mask_name} does not exist in {where}; add the mask "
+                "file or delete the row"
+            )
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{sheet} row {row}: empty Description for {mask_name}; write its text")
         base = mask_name[5:] if mask_name.lower().startswith("mask_") else mask_name
         image = images.find(base)
         if image is None:
             raise DataError(
-                f"{sheet} row {row}: image {img_dir / base} for mask {found} does not exist"
+                f"{sheet} row {row}: image {img_dir / base} for mask {found} does not exist; add "
+                "the image (same name as the mask, without a 'mask_' prefix) or delete the row"
             )
         used.add(found)
         samples.append(Sample(image=img_dir / image, mask=mask_dir / found, text=text.strip()))
-    unlisted = sorted(masks.exact - used) if check_unlisted else []
+    if listed is None:
+        unlisted = sorted(masks.exact - used)
+    else:
+        unlisted = sorted(n for n in masks.exact if n.lower() not in listed)
     if unlisted:
         raise DataError(
             f"{len(unlisted)} mask(s) in {mask_dir} have no text row in {sheet} "
@@ -128,7 +164,10 @@ def _pair(
             stacklevel=2,
         )
     if not samples:
-        raise DataError(f"split in {mask_dir} is empty: no rows of {sheet} match its masks")
+        raise DataError(
+            f"split in {mask_dir} is empty: no rows of {sheet} match its masks; put the split's "
+            "masks there or fix the sheet's Image column (it names mask files)"
+        )
     return samples
 
 
@@ -151,10 +190,11 @@ def read_lvit(root: str | Path, split: str) -> list[Sample]:
     folder = root / f"{SPLIT_FOLDERS[split]}_Folder"
     sheet = _find_sheet(root, split)
     df = _read_sheet(sheet)
-    shared = sheet.name.startswith("Train_Val")
-    return _pair(
-        _sheet_rows(df), sheet, folder / "img", folder / "labelcol", other_split_rows=shared
-    )
+    elsewhere: tuple[Path, ...] = ()
+    if sheet.name.startswith("Train_Val"):  # one sheet for both: skip the other split's rows
+        other = SPLIT_FOLDERS["val" if split == "train" else "train"]
+        elsewhere = (root / f"{other}_Folder" / "labelcol",)
+    return _pair(_sheet_rows(df), sheet, folder / "img", folder / "labelcol", elsewhere)
 
 
 ARIADNE_VAL_FRACTION = 0.2
@@ -171,7 +211,9 @@ def read_ariadne(root: str | Path, split: str) -> list[Sample]:
     prompt = root / "prompt"
     if not prompt.is_dir():
         raise DataError(
-            f"dataset root {root} has no prompt/ folder (expected Ariadne's layout "
+            f"dataset root {root} "
+            + ("has no prompt/ folder" if root.is_dir() else "does not exist")
+            + " (expected Ariadne's layout "
             "ROOT/{Train,Test}/{Images,GTs} and ROOT/prompt/{train,test}.csv); set dataset.root"
         )
     sheet, folder, part = prompt / f"{split}.csv", root / SPLIT_FOLDERS[split], None
@@ -179,20 +221,23 @@ def read_ariadne(root: str | Path, split: str) -> list[Sample]:
         sheet, folder = prompt / "train.csv", root / "Train"
         part = split
     if not sheet.is_file():
-        raise DataError(f"missing prompt sheet {sheet} for split {split!r} (Ariadne layout)")
+        raise (DataError if folder.is_dir() else SplitAbsent)(
+            f"missing prompt sheet {sheet} for split {split!r} (Ariadne layout: "
+            f"prompt/{sheet.name} with columns Image, Description for {folder}); add it"
+        )
     df = _read_sheet(sheet)
     rows = _sheet_rows(df)
+    listed = None
     if part is not None:
+        listed = {str(m).strip().lower() for _, m, _ in rows}
         cut = int(round(len(rows) * (1 - ARIADNE_VAL_FRACTION)))
         rows = rows[:cut] if part == "train" else rows[cut:]
     masks = next(
         (folder / n for n in ("GTs", "Ground-truths") if (folder / n).is_dir()), folder / "GTs"
     )
-    # A validation split carved out of train.csv shares the Train folders: the rest is train's.
-    carved = part is not None
-    return _pair(
-        rows, sheet, folder / "Images", masks, other_split_rows=carved, check_unlisted=not carved
-    )
+    # A validation split carved out of train.csv shares the Train folders: a mask there needs a
+    # row somewhere in train.csv, not in this split's part of it.
+    return _pair(rows, sheet, folder / "Images", masks, listed=listed)
 
 
 LAYOUTS = {"lvit": read_lvit, "ariadne": read_ariadne}
@@ -228,7 +273,7 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
             f"manifest {path} does not exist (expected a CSV or xlsx with columns "
             f"{', '.join(MANIFEST_COLUMNS)}); set dataset.manifest=/path/to/manifest.csv"
         )
-    df = pd.read_excel(path) if path.suffix.lower() in (".xlsx", ".xls") else pd.read_csv(path)
+    df = _load_table(path, "manifest")
     df.columns = [str(c).strip().lower() for c in df.columns]
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
@@ -249,9 +294,15 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
         for key in ("image", "mask"):
             p = path.parent / str(rec[key]).strip()
             if not p.is_file():
-                raise DataError(f"{path} row {row}: {key} {p} does not exist")
+                raise DataError(
+                    f"{path} row {row}: {key} {p} does not exist; fix the path (relative to the "
+                    "manifest's folder) or delete the row"
+                )
             files[key] = p
         samples.append(Sample(image=files["image"], mask=files["mask"], text=text.strip()))
     if not samples:
-        raise DataError(f"split {split!r} of manifest {path} is empty: no row has split={split}")
+        raise SplitAbsent(
+            f"split {split!r} of manifest {path} is empty: no row has split={split}; give some "
+            f"rows split={split}"
+        )
     return samples
