@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from tmc_lightning.data.datamodule import TextSegDataModule, build_datamodule
 from tmc_lightning.data.layouts import DataError
 from tmc_lightning.models.encoders import text_settings
+from tmc_lightning.models.hub import EncoderUnavailableError
 from tmc_lightning.models.registry import model_class
 from tmc_lightning.module import SegmentationModule
 from tmc_lightning.per_image import PerImageRecorder, write_scores_csv
@@ -307,7 +308,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         results = run(cfg, run_dir)
-    except DataError as err:
+    except (DataError, EncoderUnavailableError) as err:  # bad data, or an encoder offline
         if not cfg.ckpt_path:
             remove_unused_run_dir(run_dir, hc.output_subdir, f"{hc.job.name}.log")
         print(f"error: {err}", file=sys.stderr)
@@ -316,7 +317,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def remove_unused_run_dir(run_dir: Path, hydra_subdir: str | None, log_name: str) -> None:
-    """Remove what Hydra made for a run that failed on its data before writing anything.
+    """Remove what Hydra made for a run that failed (data, encoders) before writing anything.
 
     Only Hydra's record of the command and the job log are removed, then the folder if that
     left it empty: a ``hydra.run.dir`` that already held other files keeps them.

@@ -182,6 +182,13 @@ def test_bad_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, cache_d
     assert "error: cannot read image " in proc.stderr and "val1.png" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not run_dir.exists() and (tmp_path / "outputs").is_dir()
+    # The paper preset's BERT tokenizer offline, with no local copy: the same one-line exit.
+    offline = {**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    cmd = [c for c in cmd if not c.startswith("dataset.preset=")]
+    proc = subprocess.run(cmd, cwd=REPO, env=offline, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "error: Could not load the tokenizer 'bert-base-uncased'" in proc.stderr
+    assert not run_dir.exists()
 
 
 def test_eval_scores_the_splits_the_data_has(cache_dir, tmp_path):
