@@ -175,6 +175,50 @@ def test_mask_encodings_binarise_alike(tmp_path, values, dtype):
     assert out.sum() == 100 and set(np.unique(out)) == {0, 1}
 
 
+def test_two_valued_masks_of_any_encoding(tmp_path):
+    """0/100 gray, a red RGB mask and a palette (index) mask: the one non-zero value is lesion."""
+    m = np.zeros((20, 20), np.uint8)
+    m[5:15, 5:15] = 1
+    Image.fromarray(m * 100).save(tmp_path / "gray100.png")
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    rgb[m.astype(bool)] = (200, 0, 0)  # luminance 60
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    pal = Image.fromarray(m, mode="P")
+    pal.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # index 1 = dark red
+    pal.save(tmp_path / "palette.png")
+    for name in ("gray100.png", "red.png", "palette.png"):
+        out = load_mask(tmp_path / name, 20)
+        assert out.sum() == 100 and set(np.unique(out)) == {0, 1}, name
+
+
+@pytest.mark.parametrize("kind", ["gray8", "rgb", "rgba", "gray16"])
+def test_image_encodings_load_as_gray_at_the_model_size(tmp_path, kind):
+    ramp = np.tile(np.linspace(0, 1, 40), (30, 1))  # 40 wide, 30 high
+    if kind == "gray16":
+        arr, mode = (ramp * 65535).astype(np.uint16), None
+    else:
+        arr = (ramp * 255).astype(np.uint8)
+        arr, mode = {
+            "gray8": (arr, None),
+            "rgb": (np.stack([arr] * 3, -1), None),
+            "rgba": (np.dstack([arr] * 3 + [np.full_like(arr, 255)]), None),
+        }[kind]
+    Image.fromarray(arr, mode).save(tmp_path / "x.png")
+    out = load_image(tmp_path / "x.png", 16)
+    assert out.shape == (16, 16) and out.dtype == np.uint8
+    assert out[:, 0].max() < 20 and out[:, -1].min() > 235  # the ramp survives every encoding
+
+
+def test_masks_resize_with_nearest_neighbour(tmp_path):
+    m = np.zeros((40, 40), np.uint8)
+    m[:, 20:] = 255  # right half
+    m[0, 0] = 255  # one isolated pixel
+    Image.fromarray(m).save(tmp_path / "m.png")
+    out = load_mask(tmp_path / "m.png", 10)
+    assert set(np.unique(out)) == {0, 1}  # no interpolated grey levels
+    assert out[:, 5:].all() and not out[:, 1:5].any()
+
+
 def test_jpeg_noisy_masks(tmp_path):
     m = np.zeros((40, 40), np.uint8)
     m[10:30, 10:30] = 255

@@ -74,3 +74,23 @@ def test_bad_manifests_name_the_row_and_the_fix(folder, edit, message):
 def test_missing_manifest_says_which_key_to_set(tmp_path):
     with pytest.raises(DataError, match="dataset.manifest"):
         read_manifest(tmp_path / "none.csv", "train")
+
+
+def test_xlsx_and_semicolon_manifests_read_alike(folder):
+    import pandas as pd
+
+    df = pd.read_csv(folder / "manifest.csv")
+    df.to_excel(folder / "manifest.xlsx", index=False)
+    df.to_csv(folder / "semi.csv", sep=";", index=False)
+    want = read_manifest(folder / "manifest.csv", "train")
+    assert read_manifest(folder / "manifest.xlsx", "train") == want
+    assert read_manifest(folder / "semi.csv", "train") == want
+
+
+def test_manifest_with_no_rows_for_a_split_is_an_absent_split(folder):
+    from tmc_lightning.data.layouts import SplitAbsent
+
+    text = (folder / "manifest.csv").read_text().replace(",test\n", ",val\n")
+    (folder / "manifest.csv").write_text(text)
+    with pytest.raises(SplitAbsent, match="no row has split=test; give some rows split=test"):
+        read_manifest(folder / "manifest.csv", "test")

@@ -17,7 +17,8 @@ import numpy as np
 
 from tmc_lightning.data.layouts import Sample
 
-CACHE_VERSION = "1"
+# Bumped when decoding changes (2: masks of 0 and any one other value are binarised exactly).
+CACHE_VERSION = "2"
 
 
 def cache_key(samples: list[Sample], image_size: int) -> str:

@@ -64,12 +64,16 @@ def load_image(path: Path, size: int) -> np.ndarray:
 
 
 def binarize_mask(a: np.ndarray) -> np.ndarray:
-    """0/1, 0/255 (possibly JPEG-noisy) and 0/65535 masks -> uint8 {0, 1}.
+    """0/1, 0/255 (possibly JPEG-noisy), 0/65535 and other two-valued masks -> uint8 {0, 1}.
 
-    Thresholds at half the value range the mask uses, never at half its own maximum, so an
-    empty noisy mask stays empty.
+    A mask of 0 and one other value (0/100, a red or palette mask read as gray) is that value.
+    Otherwise (JPEG noise) it is thresholded at half the value range the mask uses, never at
+    half its own maximum, so an empty noisy mask stays empty.
     """
     top = a.max()
+    fg = a > 0
+    if top > 0 and not fg.all() and a[fg].min() == top:  # exactly two values, one of them 0
+        return fg.astype(np.uint8)
     scale = 1.0 if top <= 1 else 255.0 if top <= 255 else 65535.0
     return (a > scale / 2).astype(np.uint8)
 
