@@ -111,11 +111,23 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         monitor=cb_cfg.checkpoint.monitor,
         mode=cb_cfg.checkpoint.mode,
         save_top_k=cb_cfg.checkpoint.save_top_k,
-        save_last=cb_cfg.checkpoint.save_last,
         filename="best-epoch{epoch:03d}-dice{val/dice:.4f}",
         auto_insert_metric_name=False,
     )
-    callbacks: list[L.Callback] = [ckpt]
+    callbacks: list[L.Callback] = [ckpt]  # first: trainer.checkpoint_callback is the best
+    if cb_cfg.checkpoint.save_last:
+        # last.ckpt after every epoch, from its own callback: a monitored checkpoint's
+        # save_last (Lightning 2.6) writes it only when the best improves, so a resume would
+        # rewind to the best epoch instead of continuing from the last one.
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
     if cb_cfg.early_stopping:
         es = cb_cfg.early_stopping
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))

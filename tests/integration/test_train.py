@@ -158,6 +158,19 @@ def test_resume_from_a_missing_checkpoint_fails_before_any_folder(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_it_is_not_the_best(cache_dir, tmp_path):
+    """Monitor "epoch" in mode min: only epoch 0 is ever the best, so last.ckpt must come from
+    its own per-epoch save (with a monitored save_last it stayed at epoch 0)."""
+    overrides = ["trainer.max_epochs=3", "callbacks.checkpoint.monitor=epoch"]
+    overrides += ["callbacks.checkpoint.mode=min", "run_test=false"]
+    run(tiny_cfg(cache_dir, *overrides), tmp_path / "r")
+    folder = tmp_path / "r" / "checkpoints"
+    names = sorted(p.name for p in folder.iterdir())
+    assert len(names) == 2 and names[0].startswith("best-epoch000-") and names[1] == "last.ckpt"
+    last = torch.load(folder / "last.ckpt", weights_only=False, map_location="cpu")
+    assert last["epoch"] == 2 and last["global_step"] > 0
+
+
 def test_bad_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, cache_dir):
     from tests.unit.test_layouts import make_lvit
 
