@@ -40,6 +40,16 @@ def make_lvit(root, n=3, mosmed=False):
     return root
 
 
+def make_lvit_shared_sheet(root):
+    """QaTa's release variant: one Train_Val_text.xlsx at the root instead of a sheet per split."""
+    make_lvit(root)
+    frames = [pd.read_excel(root / f"{s}_Folder" / f"{s}_text.xlsx") for s in ("Train", "Val")]
+    for s in ("Train", "Val"):
+        (root / f"{s}_Folder" / f"{s}_text.xlsx").unlink()
+    pd.concat(frames).to_excel(root / "Train_Val_text.xlsx", index=False)
+    return root
+
+
 def make_ariadne(root, n=5):
     rows = []
     for i in range(n):
@@ -68,11 +78,7 @@ def test_mosmed_semicolon_csv_with_text_column(tmp_path):
 
 
 def test_shared_train_val_sheet(tmp_path):
-    root = make_lvit(tmp_path)
-    frames = [pd.read_excel(root / f"{s}_Folder" / f"{s}_text.xlsx") for s in ("Train", "Val")]
-    for s in ("Train", "Val"):
-        (root / f"{s}_Folder" / f"{s}_text.xlsx").unlink()
-    pd.concat(frames).to_excel(root / "Train_Val_text.xlsx", index=False)
+    root = make_lvit_shared_sheet(tmp_path)
     assert len(read_lvit(root, "train")) == 3 and len(read_lvit(root, "val")) == 3
 
 
@@ -247,11 +253,7 @@ def test_decoded_cache_is_reused_and_invalidated(tmp_path, cache_dir):
 
 
 def test_shared_sheet_still_reports_a_mask_missing_from_both_folders(tmp_path):
-    root = make_lvit(tmp_path)
-    frames = [pd.read_excel(root / f"{s}_Folder" / f"{s}_text.xlsx") for s in ("Train", "Val")]
-    for s in ("Train", "Val"):
-        (root / f"{s}_Folder" / f"{s}_text.xlsx").unlink()
-    pd.concat(frames).to_excel(root / "Train_Val_text.xlsx", index=False)
+    root = make_lvit_shared_sheet(tmp_path)
     (root / "Val_Folder" / "labelcol" / "mask_val1.png").unlink()
     for split in ("train", "val"):  # the lost mask is reported from either side
         with pytest.raises(DataError, match=r"Train_Val_text.xlsx row 6: mask mask_val1.png"):
