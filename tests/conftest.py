@@ -51,7 +51,7 @@ def tiny_cfg(cache_dir: Path, *extra: str) -> DictConfig:
 @pytest.fixture(scope="session")
 def trained_tiny(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """TMC tiny trained for a few epochs on the tiny synthetic set (shared by several tests)."""
-    from tmc_lightning.train import run
+    from tmc_lightning.training.run import run
 
     run_dir = tmp_path_factory.mktemp("trained_tiny")
     cfg = tiny_cfg(

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tmc_lightning.data import synthetic
-from tmc_lightning.evaluate import load_datamodule, read_checkpoint
-from tmc_lightning.inference import Predictor, read_gray
+from tmc_lightning.data.imageio import read_image as read_gray
+from tmc_lightning.inference.checkpoint import load_datamodule, read_checkpoint
+from tmc_lightning.inference.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = {

@@ -42,7 +42,7 @@ def cpu_line() -> str:
     return f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -71,65 +71,81 @@ def main() -> int:
 
         first = [m for m in ("tmc", "lvit", "unet") if m in list_models()]
         args.models = first + [m for m in list_models() if m not in first]
-    common, per_model = split_overrides(args.overrides, args.models)
+    return args
 
-    out_root = Path(args.out) if args.out else REPO / "outputs" / args.name
+
+def check_stale(out_root: Path, models: list[str], reuse: bool) -> None:
+    """Training into an old run folder would mix its checkpoints and logs with the new run."""
     stale = [
         out_root / m
-        for m in args.models
-        if (out_root / m).exists() and not (args.reuse and (out_root / m / "timing.json").is_file())
+        for m in models
+        if (out_root / m).exists() and not (reuse and (out_root / m / "timing.json").is_file())
     ]
     if stale:
-        # Training into an old run folder would mix its checkpoints and logs with the new run.
         raise SystemExit(
             f"run folder(s) {', '.join(map(str, stale))} already exist: move or delete them, "
             "or pass --reuse to keep finished runs"
         )
-    rows = []
-    for model in args.models:
-        run_dir = out_root / model
-        cmd = [
-            sys.executable,
-            "-m",
-            "tmc_lightning.train",
-            f"model={model}",
-            f"hydra.run.dir={run_dir}",
-            "callbacks.rich_progress=false",
-            *common,
-            *per_model.get(model, []),
-        ]
-        if args.epochs:
-            cmd.append(f"trainer.max_epochs={args.epochs}")
-        timing_file = run_dir / "timing.json"
-        if args.reuse and (run_dir / "metrics.json").is_file() and timing_file.is_file():
-            print(f"reusing {run_dir}", flush=True)
-            timing = json.loads(timing_file.read_text())
-        else:
-            print("+", " ".join(cmd[1:]), flush=True)
-            start, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-            subprocess.run(cmd, cwd=REPO, check=True)
-            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            # CPU seconds (user + system) of the training process: unlike wall time, this
-            # does not grow when other work shares the machine.
-            cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-            timing = {"wall_s": round(time.time() - start, 1), "cpu_s": round(cpu_s, 1)}
-            timing_file.write_text(json.dumps(timing))
-        m = json.loads((run_dir / "metrics.json").read_text())
-        curve = val_curve(run_dir / "logs" / "metrics.csv", m["epochs_trained"])
-        rows.append(
-            {
-                "model": model,
-                **timing,
-                "epochs": m["epochs_trained"],
-                "params": m["model"]["params"],
-                "gflops": m["model"]["gflops_per_image"],
-                "val": m["val"],
-                "test": m.get("test"),
-                "dataset": m["dataset"],
-                "val_curve": curve,
-            }
-        )
 
+
+def train_or_reuse(
+    args: argparse.Namespace, model: str, out_root: Path, common: list[str], per_model: dict
+) -> dict:
+    """Train ``model`` in its own process (or reuse its finished run); its row of the table."""
+    run_dir = out_root / model
+    cmd = [
+        sys.executable,
+        "-m",
+        "tmc_lightning.train",
+        f"model={model}",
+        f"hydra.run.dir={run_dir}",
+        "callbacks.rich_progress=false",
+        *common,
+        *per_model.get(model, []),
+    ]
+    if args.epochs:
+        cmd.append(f"trainer.max_epochs={args.epochs}")
+    timing_file = run_dir / "timing.json"
+    if args.reuse and (run_dir / "metrics.json").is_file() and timing_file.is_file():
+        print(f"reusing {run_dir}", flush=True)
+        timing = json.loads(timing_file.read_text())
+    else:
+        print("+", " ".join(cmd[1:]), flush=True)
+        start, cpu0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(cmd, cwd=REPO, check=True)
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU seconds (user + system) of the training process: unlike wall time, this
+        # does not grow when other work shares the machine.
+        cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+        timing = {"wall_s": round(time.time() - start, 1), "cpu_s": round(cpu_s, 1)}
+        timing_file.write_text(json.dumps(timing))
+    m = json.loads((run_dir / "metrics.json").read_text())
+    curve = val_curve(run_dir / "logs" / "metrics.csv", m["epochs_trained"])
+    return {
+        "model": model,
+        **timing,
+        "epochs": m["epochs_trained"],
+        "params": m["model"]["params"],
+        "gflops": m["model"]["gflops_per_image"],
+        "val": m["val"],
+        "test": m.get("test"),
+        "dataset": m["dataset"],
+        "val_curve": curve,
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    common, per_model = split_overrides(args.overrides, args.models)
+    out_root = Path(args.out) if args.out else REPO / "outputs" / args.name
+    check_stale(out_root, args.models, args.reuse)
+    rows = [train_or_reuse(args, m, out_root, common, per_model) for m in args.models]
+    write_results(args, rows)
+    return 0
+
+
+def write_results(args: argparse.Namespace, rows: list[dict]) -> None:
+    """``experiments/results/<name>.{json,md}``: the runs and a table of them."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     command = "python experiments/synthetic_benchmark/run.py " + " ".join(sys.argv[1:])
     (RESULTS / f"{args.name}.json").write_text(
@@ -182,7 +198,6 @@ def main() -> int:
         lines.append(f"- {r['model']}: " + ", ".join(f"{d:.3f}" for d in r["val_curve"]))
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 def uses_text(model: str) -> bool:

@@ -15,9 +15,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import TINY, compose_cfg
-from tmc_lightning.evaluate import evaluate
-from tmc_lightning.report import main as report_main
-from tmc_lightning.tracking import read_offline_run, run_name
+from tmc_lightning.cli.report import main as report_main
+from tmc_lightning.evaluation.evaluate import evaluate
+from tmc_lightning.training.tracking import read_offline_run, run_name
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))

@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from tmc_lightning.data.layouts import DataError
-from tmc_lightning.evaluate import CheckpointError, evaluate, read_checkpoint
-from tmc_lightning.explain import explain
-from tmc_lightning.inference import Predictor
-from tmc_lightning.predict import predict
+from tmc_lightning.evaluation.evaluate import evaluate
+from tmc_lightning.inference.checkpoint import CheckpointError, read_checkpoint
+from tmc_lightning.inference.explain import explain
+from tmc_lightning.inference.predict import predict
+from tmc_lightning.inference.predictor import Predictor
 
 PROMPT = "Unilateral pulmonary infection, one infected area, lower left lung."
 
@@ -72,7 +73,7 @@ def test_prompt_changes_the_prediction(ckpt, odd_inputs):
 
 
 def test_heatmap_grid_has_a_panel_per_word_per_stage(ckpt, odd_inputs, tmp_path, monkeypatch):
-    import tmc_lightning.explain as ex
+    import tmc_lightning.inference.explain as ex
 
     seen = {}
     original = ex.heatmap_figure

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tmc_lightning.report import build_report
+from tmc_lightning.reporting.build import build_report
 
 
 def test_training_writes_per_image_scores_matching_metrics(trained_tiny):

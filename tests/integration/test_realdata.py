@@ -23,7 +23,7 @@ def test_real_qata_indexes_every_triple_with_text():
 
 def test_a_few_training_steps_on_real_images(tmp_path, cache_dir):
     from tests.conftest import compose_cfg
-    from tmc_lightning.train import run
+    from tmc_lightning.training.run import run
 
     cfg = compose_cfg(
         [
@@ -44,7 +44,7 @@ def test_a_few_training_steps_on_real_images(tmp_path, cache_dir):
 
 def test_data_check_reports_the_real_release(capsys):
     """tmc-data check dataset=qata dataset.root=../shared/data/QaTa-COV19 (decodes all 7145)."""
-    from tmc_lightning.data.check import report
+    from tmc_lightning.data.inspect import report
 
     assert report(build_datamodule("qata", root=str(SHARED_QATA))) == 0
     out = capsys.readouterr().out

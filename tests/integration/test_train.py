@@ -1,6 +1,7 @@
 """End-to-end: training runs, run folders, checkpoint reload, evaluation, determinism, resume."""
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -13,9 +14,10 @@ import torch
 
 from tests.conftest import TINY, compose_cfg, tiny_cfg
 from tmc_lightning.data.datamodule import build_datamodule
-from tmc_lightning.evaluate import CheckpointError, evaluate, load_module, read_checkpoint
-from tmc_lightning.module import SegmentationModule
-from tmc_lightning.train import run
+from tmc_lightning.evaluation.evaluate import evaluate
+from tmc_lightning.inference.checkpoint import CheckpointError, load_module, read_checkpoint
+from tmc_lightning.training.module import SegmentationModule
+from tmc_lightning.training.run import run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,7 +73,7 @@ def test_changing_the_text_changes_the_mask(trained_tiny):
     dm.load_state_dict(ckpt["SyntheticDataModule"])
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
-    from tmc_lightning.data.tokenization import encode
+    from tmc_lightning.data.text import encode
 
     texts = ["Unilateral pulmonary infection, one infected area, upper left lung."] * 4
     other = ["Unilateral pulmonary infection, one infected area, lower right lung."] * 4
@@ -146,7 +148,7 @@ def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
 
 
 def test_resume_from_a_missing_checkpoint_fails_before_any_folder(tmp_path, monkeypatch, capsys):
-    from tmc_lightning.train import main
+    from tmc_lightning.cli.train import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["tmc-train", "ckpt_path=runs/x/checkpoints/last.ckpt"])
@@ -248,11 +250,64 @@ def test_other_models_reload_alone(cache_dir, tmp_path, model):
 
 
 def test_zero_alignment_weight_builds_no_alignment_heads(cache_dir):
-    from omegaconf import OmegaConf
 
-    from tmc_lightning.train import make_datamodule, make_module
+    from tmc_lightning.training.factory import make_datamodule, make_module
 
     cfg = tiny_cfg(cache_dir, "loss.align_weight=0")
-    dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), None)
+    dm = make_datamodule(cfg)
     assert make_module(cfg, dm).model.align_heads is None
     assert make_module(tiny_cfg(cache_dir), dm).model.align_heads is not None
+    # model.align=false is lambda = 0: no heads, and the module records the weight it used
+    off = make_module(tiny_cfg(cache_dir, "model.align=false"), dm)
+    assert off.model.align_heads is None and off.hparams.align_weight == 0
+    # Used directly, the module decides from its own weight whatever the kwargs say.
+    kwargs = {"preset": "tiny", "image_size": 64, "vocab_size": 50, "align": True}
+    assert SegmentationModule("tmc", kwargs, align_weight=0).model.align_heads is None
+    on = SegmentationModule("tmc", {**kwargs, "align": False}, align_weight=0.1)
+    assert on.model.align_heads is not None and on.hparams.model_kwargs["align"] is True
+
+
+@pytest.mark.parametrize(
+    ("override", "named", "suggested"),
+    [
+        ("+model.base_widht=32", "model.base_widht", "did you mean base_width"),
+        ("+dataset.batch_szie=4", "dataset.batch_szie", "did you mean batch_size"),
+    ],
+)
+def test_a_misspelt_setting_stops_the_run_with_one_line(tmp_path, override, named, suggested):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tmc_lightning.train", override, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {named}: unknown key"), proc.stderr
+    assert suggested in lines[0]
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "+model.text.hiden_size=8",
+            "model.text.hiden_size: unknown key; did you mean hidden_size",
+        ),
+        ("+model.vision.depth=[1]", "model.vision.depth: unknown key; did you mean depths"),
+        ("+optim.warmup_epoch=2", "optim.warmup_epoch: unknown key; did you mean warmup_epochs"),
+        ("+loss.align_wieght=0.3", "loss.align_wieght: unknown key; did you mean align_weight"),
+        ("+perf.chanels_last=true", "perf.chanels_last: unknown key; did you mean channels_last"),
+        ("+dataset.n_trian=4", "dataset.n_trian: unknown key; did you mean n_train"),
+        ("model=unet +model.mcm_heads=2", "model.mcm_heads: unknown key"),
+        (
+            "text_encoder=clip +text_encoder.nmae=x",
+            "text_encoder.nmae: unknown key; did you mean name",
+        ),
+    ],
+)
+def test_every_section_the_code_reads_is_checked(override, message):
+    from tmc_lightning.errors import ConfigError
+    from tmc_lightning.training.factory import check_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_config(compose_cfg(override.split()))
+    check_config(compose_cfg([]))  # the defaults pass

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from tests.conftest import tiny_cfg
+from tmc_lightning.hub import EncoderUnavailableError
 from tmc_lightning.losses import task_loss
 from tmc_lightning.models import build_model, list_models
-from tmc_lightning.models.hub import EncoderUnavailableError
 from tmc_lightning.models.registry import model_class
-from tmc_lightning.module import SegmentationModule
+from tmc_lightning.training.module import SegmentationModule
 
 SIZE, VOCAB, WORDS = 64, 60, 24  # WORDS: train.yaml's max_words
 BASELINES = {"attunet", "unetpp", "transunet", "uctransnet"}
@@ -129,17 +129,9 @@ def test_transunet_pretrained_offline_fails_fast_with_instructions():
         build_model("transunet", preset="tiny", image_size=SIZE, pretrained=True)
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_baseline_settings_are_checked(name):
-    with pytest.raises(TypeError, match="known"):
-        build_model(name, preset="tiny", image_size=SIZE, no_such_setting=1)
-    with pytest.raises(KeyError, match="choose one of"):
-        build_model(name, preset="huge", image_size=SIZE)
-
-
 @pytest.mark.parametrize("name", list_models())
 def test_fast_dev_run_through_train(cache_dir, tmp_path, name):
-    from tmc_lightning.train import run
+    from tmc_lightning.training.run import run
 
     results = run(tiny_cfg(cache_dir, f"model={name}", "debug=fast_dev_run"), tmp_path)
     assert results["model"]["name"] == name

@@ -8,9 +8,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tmc_lightning.bench import main as bench_main
-from tmc_lightning.bench_measure import bench_model_kwargs, parse_variant, synthetic_batch
-from tmc_lightning.module import SegmentationModule
+from tmc_lightning.benchmarking.measure import bench_model_kwargs, parse_variant, synthetic_batch
+from tmc_lightning.cli.bench import main as bench_main
+from tmc_lightning.training.module import SegmentationModule
 
 SIZE, WORDS = 64, 24
 
@@ -155,7 +155,7 @@ def test_optimizer_uses_the_fused_kernel_on_cpu() -> None:
 )
 def test_channels_last_auto_follows_the_measurements(overrides, expected) -> None:
     from tests.conftest import compose_cfg
-    from tmc_lightning.train import use_channels_last
+    from tmc_lightning.training.factory import use_channels_last
 
     cfg = compose_cfg(overrides)
     assert OmegaConf.select(cfg, "perf.channels_last") in ("auto", True, False)

@@ -9,8 +9,8 @@ import pandas as pd
 from PIL import Image
 
 from tests.unit.test_layouts import TEXT, _pair, make_ariadne, make_lvit
-from tmc_lightning.data.check import report
 from tmc_lightning.data.datamodule import build_datamodule
+from tmc_lightning.data.inspect import report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_cli_exit_code(tmp_path):
     cmd = [
         sys.executable,
         "-c",
-        "from tmc_lightning.data.check import cli; cli()",
+        "from tmc_lightning.cli.data import cli; cli()",
         "check",
         "dataset=qata",
         f"dataset.root={root}",

@@ -44,7 +44,7 @@ def test_default_is_tmc_small_on_synthetic():
 def _hydra_dirs(overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
 
-    import tmc_lightning.train  # noqa: F401  (registers the folder resolvers)
+    import tmc_lightning.cli.resolvers  # noqa: F401  (registers the folder resolvers)
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from tmc_lightning.data import synthetic
-from tmc_lightning.data.datamodule import SyntheticDataModule, build_datamodule
+from tmc_lightning.data.datamodule import SyntheticDataModule, build_datamodule, datamodule_keys
 from tmc_lightning.data.layouts import DataError
+from tmc_lightning.errors import ConfigError
 
 SMALL = {"n_train": 24, "n_val": 8, "n_test": 8, "image_size": 64, "batch_size": 4, "max_words": 24}
 
@@ -76,8 +77,17 @@ def test_flip_and_affine_augmentation_keep_text_and_mask_consistent(cache_dir):
 
 
 def test_unknown_dataset_lists_known_ones():
-    with pytest.raises(KeyError, match="synthetic"):
+    with pytest.raises(ConfigError, match="synthetic"):
         build_datamodule("imagenet")
+
+
+def test_unknown_dataset_setting_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match="dataset.batch_szie.*did you mean batch_size"):
+        build_datamodule("qata", root="/data", batch_szie=4)
+    # a synthetic-only key on a real dataset is unknown there
+    with pytest.raises(ConfigError, match="dataset.n_train"):
+        build_datamodule("qata", root="/data", n_train=4)
+    assert {"n_train", "root", "lr", "batch_size"} <= datamodule_keys("synthetic")
 
 
 def test_missing_root_names_the_layout(tmp_path):

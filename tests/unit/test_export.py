@@ -13,7 +13,7 @@ from PIL import Image
 from tests.unit.test_layouts import TEXT, _pair, make_lvit
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.layouts import DataError
-from tmc_lightning.export import export_nnunet, score_predictions
+from tmc_lightning.export.nnunet import export_nnunet, score_predictions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,7 +142,7 @@ def test_cli(tmp_path):
     cmd = [
         sys.executable,
         "-c",
-        "from tmc_lightning.export import cli; cli()",
+        "from tmc_lightning.cli.export import cli; cli()",
         "nnunet",
         "dataset=qata",
         f"dataset.root={root}",

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import compose_cfg
+from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.data.layouts import DataError, read_manifest
-from tmc_lightning.train import make_datamodule
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_custom_dataset_config_builds_batches(folder):
     )
     from omegaconf import OmegaConf
 
-    dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), None)
+    dm = datamodule_from_config(OmegaConf.to_container(cfg.dataset, resolve=True))
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].max() == 1

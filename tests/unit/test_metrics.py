@@ -63,7 +63,7 @@ def test_global_protocol_with_nothing_to_find_and_nothing_found():
 
 
 def test_dice_by_lesion_size_bins_each_image_once():
-    from tmc_lightning.per_image import dice_by_coverage
+    from tmc_lightning.evaluation.per_image import dice_by_coverage
 
     dice = np.array([1.0, 0.2, 0.4, 0.6, 0.9, 0.8, 0.7])
     coverage = np.array([0.0, 0.005, 0.009, 0.02, 0.5, 0.15, 0.149999])
@@ -75,3 +75,36 @@ def test_dice_by_lesion_size_bins_each_image_once():
     # empty bins are left out rather than reported as NaN
     only_large = dice_by_coverage(np.array([0.5]), np.array([0.3]))
     assert only_large == [{"coverage": ">= 15%", "n": 1, "dice": 0.5}]
+
+
+def test_hd95_is_monais_symmetric_95th_percentile():
+    from tmc_lightning.evaluation.per_image import hd95
+
+    gt = np.zeros((40, 40), bool)
+    gt[10:20, 10:20] = True
+    shifted = np.roll(gt, 3, axis=1)
+    assert hd95(shifted, gt) == pytest.approx(3.0)
+    assert hd95(gt, gt) == 0.0
+    assert np.isnan(hd95(np.zeros_like(gt), gt))
+    # A false-positive blob far away: the directed distance pred -> gt carries it. The symmetric
+    # HD95 is the larger of the two directed 95th percentiles, so it sees the blob even though
+    # most boundary pixels (gt's own) are at distance 0.
+    far = gt.copy()
+    far[30:34, 30:34] = True
+    assert hd95(far, gt) > 10
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_reproducible():
+    from tmc_lightning.evaluation.per_image import bootstrap_ci
+
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0.5, 1.0, 200)
+    lo, hi = bootstrap_ci(values)
+    assert lo < values.mean() < hi and hi - lo < 0.1
+    assert bootstrap_ci(values) == (lo, hi)  # seeded
+    assert bootstrap_ci(np.full(5, 0.7)) == (0.7, 0.7)  # no spread: the mean itself
+    # The former hand-written percentile bootstrap (2000 resamples of default_rng(0)) gives
+    # the same interval: scipy draws the same resamples from the same generator.
+    g = np.random.default_rng(0)
+    means = values[g.integers(0, len(values), size=(2000, len(values)))].mean(1)
+    assert (lo, hi) == pytest.approx((np.percentile(means, 2.5), np.percentile(means, 97.5)))

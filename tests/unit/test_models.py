@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from tmc_lightning.models import build_model
-from tmc_lightning.models.hub import EncoderUnavailableError
+from tmc_lightning.hub import EncoderUnavailableError
+from tmc_lightning.models import build_model, model_class
 
 VOCAB = 60
 
@@ -151,7 +151,7 @@ def test_paper_preset_builds_with_random_weights_and_runs_forward():
 def test_local_directory_text_encoder_and_tokenizer(tmp_path):
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
+    from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
 
     tok = build_wordpiece(["Unilateral pulmonary infection, one infected area, lower left lung."])
     fast = PreTrainedTokenizerFast(
@@ -214,16 +214,22 @@ def test_missing_local_directory_is_a_clear_error(tmp_path):
 
 
 def test_top_level_switches_reach_the_encoders():
-    from tmc_lightning.models.tmc import TMC
+    """model.pretrained / model.freeze_text are resolved by the training factory, once."""
+    from tests.conftest import compose_cfg
+    from tmc_lightning.training.factory import model_kwargs
 
-    frozen = tiny("tmc", freeze_text=True)
+    name, kwargs = model_kwargs(compose_cfg(["model.preset=paper", "model.pretrained=false"]))
+    cfg = model_class(name).make_config(kwargs)
+    assert not cfg.text.pretrained and not cfg.vision.pretrained
+    name, kwargs = model_kwargs(compose_cfg(["model.preset=paper"]))
+    assert model_class(name).make_config(kwargs).text.pretrained
+    _, kwargs = model_kwargs(compose_cfg(["model.preset=tiny", "model.freeze_text=true"]))
+    frozen = tiny("tmc", text=kwargs["text"])
     assert not any(p.requires_grad for p in frozen.text.parameters())
-    assert TMC.resolve_text({"preset": "paper", "pretrained": False})["pretrained"] is False
-    assert TMC.resolve_text({"preset": "paper"})["pretrained"] is True
     with pytest.raises(ValueError, match=r"\+model.text.name"):
         tiny("tmc", text={"pretrained": True})  # tiny's text encoder has no name to load
     with pytest.raises(EncoderUnavailableError, match="model.pretrained=false"):
-        tiny("tmc", pretrained=True)  # offline: the Swin weights cannot be fetched
+        tiny("tmc", vision={"pretrained": True})  # offline: the Swin weights cannot be fetched
 
 
 def test_naming_another_text_encoder_loads_it_unresized(tmp_path):

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 from scipy.stats import wilcoxon
 
-from tmc_lightning.report import ReportError, build_report, main
+from tmc_lightning.cli.report import main
+from tmc_lightning.reporting.build import build_report
+from tmc_lightning.reporting.runs import ReportError
 
 SEEDS = (1, 2)
 IMAGES = [f"img{i:02d}.png" for i in range(12)]
@@ -212,7 +214,8 @@ def test_errors_name_the_path_and_leave_nothing(tmp_path, runs_dir, capsys):
 
 
 def test_baselines_single_seed_and_resumed_logs(tmp_path):
-    from tmc_lightning.report import Run, val_curve
+    from tmc_lightning.reporting.plots import val_curve
+    from tmc_lightning.reporting.runs import Run
 
     root = tmp_path / "outputs"
     for model in ("unet", "lvit"):
@@ -244,7 +247,7 @@ def test_baselines_single_seed_and_resumed_logs(tmp_path):
 
 
 def test_per_rank_scores_merge_back_in_dataset_order():
-    from tmc_lightning.per_image import merge_ranks
+    from tmc_lightning.training.callbacks import merge_ranks
 
     rows = [{"name": f"n{i}", "dice": i / 10} for i in range(7)]
     world = 3  # 7 images on 3 ranks: the sampler pads to 9 with images 0 and 1 again

@@ -7,11 +7,12 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_cfg
-from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
+from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
+from tmc_lightning.hub import EncoderUnavailableError
 from tmc_lightning.models import build_model
+from tmc_lightning.models.configs import TextConfig
 from tmc_lightning.models.encoders import StagedTextEncoder
-from tmc_lightning.models.hub import EncoderUnavailableError
-from tmc_lightning.train import tokenizer_for
+from tmc_lightning.training.factory import model_kwargs, tokenizer_for
 
 TEXTS = [
     "Unilateral pulmonary infection, one infected area, lower left lung.",
@@ -98,7 +99,7 @@ def test_tiny_models_run_with_each_local_encoder(encoder_dirs, name, kind):
         name,
         preset="tiny",
         image_size=64,
-        text_encoder={"path": str(folder), "pretrained": True},
+        text={"name": str(folder), "pretrained": True},
     )
     assert model.text.is_clip == kind.startswith("clip")
     assert model.text.hidden_size == 32
@@ -123,7 +124,7 @@ def test_pretrained_weights_are_the_folders(encoder_dirs, kind):
     from transformers import AutoModel, CLIPTextModel
 
     folder = encoder_dirs[kind]
-    enc = StagedTextEncoder(name=str(folder), pretrained=True)
+    enc = StagedTextEncoder(TextConfig(name=str(folder), pretrained=True))
     ref = (CLIPTextModel if kind.startswith("clip") else AutoModel).from_pretrained(folder)
     ours, theirs = dict(enc.model.named_parameters()), dict(ref.named_parameters())
     shared = [k for k in theirs if k in ours]
@@ -136,7 +137,7 @@ def test_pretrained_weights_are_the_folders(encoder_dirs, kind):
 def test_stages_reproduce_the_encoders_own_forward(encoder_dirs, kind):
     """Run stage by stage, the encoder gives its library forward's states and sentence token."""
     folder = encoder_dirs[kind]
-    enc = StagedTextEncoder(name=str(folder), pretrained=True).eval()
+    enc = StagedTextEncoder(TextConfig(name=str(folder), pretrained=True)).eval()
     _, ids, mask = _batch(folder)
     assert mask[0].sum() < mask[1].sum()  # one padded text, so masking matters
     with torch.no_grad():
@@ -146,7 +147,7 @@ def test_stages_reproduce_the_encoders_own_forward(encoder_dirs, kind):
         ref = enc.model(input_ids=ids, attention_mask=mask)
     real = mask.bool()
     torch.testing.assert_close(x[real], ref.last_hidden_state[real], atol=1e-5, rtol=1e-4)
-    cls = enc.cls(x, mask)
+    cls = enc.sentence_token(x, mask)
     if kind == "clip":  # the end-of-text state, exactly what CLIP itself pools
         torch.testing.assert_close(cls, ref.pooler_output, atol=1e-5, rtol=1e-4)
     else:
@@ -156,9 +157,7 @@ def test_stages_reproduce_the_encoders_own_forward(encoder_dirs, kind):
 def test_clip_padding_does_not_change_the_output(encoder_dirs):
     folder = encoder_dirs["clip"]
     torch.manual_seed(0)
-    model = build_model(
-        "tmc", preset="tiny", image_size=64, text_encoder={"path": str(folder)}
-    ).eval()
+    model = build_model("tmc", preset="tiny", image_size=64, text={"name": str(folder)}).eval()
     image, ids, mask = _batch(folder)
     garbage = ids.clone()
     garbage[mask == 0] = 7
@@ -168,7 +167,7 @@ def test_clip_padding_does_not_change_the_output(encoder_dirs):
 
 def test_clip_checkpoint_kwargs_rebuild_offline(encoder_dirs):
     folder = encoder_dirs["clip"]
-    model = build_model("tmc", preset="tiny", image_size=64, text_encoder={"path": str(folder)})
+    model = build_model("tmc", preset="tiny", image_size=64, text={"name": str(folder)})
     kwargs = model.checkpoint_kwargs()
     assert "text_encoder" not in kwargs and "name" not in kwargs["text"]
     again = build_model("tmc", **kwargs)
@@ -186,12 +185,15 @@ def test_composed_local_choice_reaches_the_model_and_tokenizer(encoder_dirs):
             "dataset.image_size=64",
         ]
     )
-    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
-    assert kwargs["text_encoder"] == {"path": folder, "pretrained": True}
+    assert OmegaConf.to_container(cfg.model, resolve=True)["text_encoder"] == {
+        "path": folder,
+        "pretrained": True,
+    }
     assert tokenizer_for(cfg) == folder
-    name = kwargs.pop("name")
+    name, kwargs = model_kwargs(cfg)  # the factory resolves the choice; the model sees settings
+    assert "text_encoder" not in kwargs and kwargs["text"] == {"name": folder, "pretrained": True}
     model = build_model(name, **kwargs)
-    assert model.text.is_clip and model.config["text"] == {"name": folder, "pretrained": True}
+    assert model.text.is_clip and model.config.text.name == folder and model.config.text.pretrained
 
     lvit = compose_cfg(["model=lvit", "text_encoder=local", f"text_encoder.path={folder}"])
     assert OmegaConf.to_container(lvit.model, resolve=True)["text_encoder"]["path"] == folder
@@ -220,10 +222,10 @@ def test_group_options_and_default(encoder_dirs):
 def test_clip_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = compose_cfg(["text_encoder=clip", "dataset.preset=tiny", "dataset.image_size=64"])
-    kwargs = OmegaConf.to_container(cfg.model, resolve=True)
+    name, kwargs = model_kwargs(cfg)
     start = time.time()
     with pytest.raises(EncoderUnavailableError) as err:
-        build_model(kwargs.pop("name"), **kwargs)
+        build_model(name, **kwargs)
     assert time.time() - start < 15
     msg = str(err.value)
     for part in (

@@ -1,1 +1,1 @@
-"""Data loading and synthetic dataset generation."""
+"""Data: dataset layouts read into (image, mask, text) samples, decoded, tokenised and batched."""

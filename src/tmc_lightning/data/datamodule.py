@@ -9,6 +9,7 @@ Subclasses only say where the files are.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from tmc_lightning.data import synthetic
 from tmc_lightning.data.cache import cached_arrays
@@ -29,54 +30,12 @@ from tmc_lightning.data.layouts import (
     detect_layout,
     read_manifest,
 )
-from tmc_lightning.data.tokenization import build_wordpiece, encode, load_pretrained
-from tmc_lightning.data.transforms import train_transform
+from tmc_lightning.data.samplers import EpochShuffleSampler, ShardSampler
+from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
+from tmc_lightning.data.transforms import image_to_tensor, train_transform
+from tmc_lightning.errors import ConfigError, check_keys
 
 SPLITS = ("train", "val", "test")
-
-
-class EpochShuffleSampler(Sampler):
-    """Shuffles by ``(seed, epoch)`` and hands each index its own augmentation seed.
-
-    Both depend only on the seed, the epoch and the position, so a run resumed from a
-    checkpoint sees exactly the batches and augmentations an uninterrupted run would.
-    Under DDP each of ``world`` ranks takes every ``world``-th position of the same order,
-    cut to equal lengths so that every rank runs the same number of steps.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-        self.rank, self.world = rank, world
-
-    def set_epoch(self, epoch: int) -> None:  # called by Lightning before every epoch
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n // self.world
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
-        item_seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g).tolist()
-        pairs = list(zip(order, item_seeds, strict=True))[self.rank :: self.world]
-        return iter(pairs[: len(self)])
-
-
-class ShardSampler(Sampler):
-    """Evaluation order under DDP: rank r scores items r, r + world, ... and nothing twice.
-
-    Lightning's default distributed sampler pads the split with repeated items so that every
-    rank gets the same count; repeated items would bias split-level Dice, so eval does not pad.
-    """
-
-    def __init__(self, n: int, rank: int, world: int) -> None:
-        self.n, self.rank, self.world = n, rank, world
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
-
-    def __iter__(self):
-        return iter(range(self.rank, self.n, self.world))
 
 
 class TripleDataset(Dataset):
@@ -116,9 +75,8 @@ class TripleDataset(Dataset):
             self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
             out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
             image, mask = out["image"], out["mask"]
-        img = torch.from_numpy(np.ascontiguousarray(image)).float().div_(255).sub_(0.5).div_(0.5)
         return {
-            "image": img[None].expand(3, -1, -1).contiguous(),  # gray replicated to 3 channels
+            "image": image_to_tensor(image),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
             "input_ids": ids,
             "attention_mask": attn,
@@ -393,10 +351,43 @@ DATAMODULES: dict[str, type[TextSegDataModule]] = {
 }
 
 
-def build_datamodule(name: str, **kwargs: Any) -> TextSegDataModule:
-    """A DataModule by dataset name; an unknown name lists the known ones."""
+# Dataset-config keys that are training recipe (read by the training factory), not DataModule
+# arguments.
+RECIPE_KEYS = ("name", "lr", "preset", "dice_weight", "align_weight")
+
+
+def datamodule_class(name: str | None) -> type[TextSegDataModule]:
     if name not in DATAMODULES:
-        raise KeyError(
-            f"unknown dataset {name!r}; known: {sorted(DATAMODULES)} (set dataset=<name>)"
+        raise ConfigError(
+            f"unknown dataset {name!r}; known: {', '.join(sorted(DATAMODULES))} (set dataset=<name>)"
         )
-    return DATAMODULES[name](**kwargs)
+    return DATAMODULES[name]
+
+
+def datamodule_keys(name: str | None) -> set[str]:
+    """Every key a ``dataset=<name>`` config may hold: the DataModule's arguments + the recipe."""
+    keys = set(RECIPE_KEYS)
+    for cls in datamodule_class(name).__mro__:
+        if "__init__" in vars(cls):
+            params = inspect.signature(vars(cls)["__init__"]).parameters.values()
+            keys |= {p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD} - {"self"}
+    return keys
+
+
+def build_datamodule(name: str, **kwargs: Any) -> TextSegDataModule:
+    """A DataModule by dataset name; an unknown name or setting is a :class:`ConfigError`."""
+    check_keys(kwargs, datamodule_keys(name) - set(RECIPE_KEYS), "dataset")
+    return datamodule_class(name)(**kwargs)
+
+
+def datamodule_from_config(
+    settings: dict[str, Any], tokenizer: str | None = None
+) -> TextSegDataModule:
+    """The DataModule a ``dataset=`` config section describes (recipe keys left out).
+
+    ``tokenizer``: the pretrained text encoder's, unless the dataset names its own.
+    """
+    kwargs = {k: v for k, v in settings.items() if k not in RECIPE_KEYS}
+    if tokenizer is not None and not kwargs.get("tokenizer"):
+        kwargs["tokenizer"] = tokenizer
+    return build_datamodule(settings.get("name"), **kwargs)

@@ -55,12 +55,17 @@ def read_image(path: Path) -> np.ndarray:
     return _to_gray8(_open(path))
 
 
+def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
+    """Gray uint8 at any size -> (size, size) uint8, bilinear (PIL's, as in every path here)."""
+    if gray.shape == (size, size):
+        return gray
+    im = Image.fromarray(gray).resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """Gray uint8 (size, size), bilinear resize; 16-bit is min-max scaled, colour converted."""
-    im = Image.fromarray(read_image(path))
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8)
+    return resize_gray(read_image(path), size)
 
 
 def binarize_mask(a: np.ndarray) -> np.ndarray:

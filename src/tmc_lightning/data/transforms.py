@@ -1,4 +1,9 @@
-"""Joint image/mask augmentation that keeps the text true.
+"""The image-to-model-input function, and joint image/mask augmentation that keeps the text true.
+
+:func:`image_to_tensor` is the only place a decoded image becomes network input: the
+DataModule (training and evaluation), the predictor (``tmc-predict``, ``tmc-explain``) and any
+export call it, so they cannot drift apart.
+
 
 Affine jitter, brightness/contrast and noise move lungs and lesions together, so zone names stay
 correct. A horizontal flip would swap the patient's sides; it is off by default and, when
@@ -9,6 +14,31 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
+import numpy as np
+import torch
+
+from tmc_lightning.data.imageio import resize_gray
+
+# Gray uint8 -> [-1, 1]: (x / 255 - MEAN) / STD, the same for every model and dataset.
+MEAN, STD = 0.5, 0.5
+
+
+def image_to_tensor(gray: np.ndarray) -> torch.Tensor:
+    """A gray uint8 image (H, W), already at the model's size -> its input (3, H, W) float32.
+
+    Normalised to [-1, 1] and replicated to three channels (the encoders are RGB models).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(gray)).float().div_(255).sub_(MEAN).div_(STD)
+    return x[None].expand(3, -1, -1).contiguous()
+
+
+def model_input(gray: np.ndarray, size: int) -> torch.Tensor:
+    """A decoded gray uint8 image of any size -> the model's (3, size, size) input.
+
+    The same resize the decoded cache applies (:func:`~tmc_lightning.data.imageio.resize_gray`),
+    then :func:`image_to_tensor`.
+    """
+    return image_to_tensor(resize_gray(gray, size))
 
 
 def train_transform(strength: float = 1.0) -> A.Compose:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+
+from tmc_lightning.models.configs import build_config
 
 
 class AlignFeatures(NamedTuple):
@@ -31,21 +34,35 @@ class SegOutput:
 
 
 class SegmentationNet(nn.Module):
-    """Base class: ``forward`` gives logits; ``forward_features`` gives a :class:`SegOutput`."""
+    """Base class: ``forward`` gives logits; ``forward_features`` gives a :class:`SegOutput`.
+
+    A subclass names its config dataclass's presets (``models/configs.py``) and takes one
+    config instance; ``self.config`` keeps it, and :meth:`checkpoint_kwargs` turns it into the
+    plain keyword arguments a checkpoint stores.
+    """
 
     uses_text: bool = False
-    presets: dict[str, dict] = {}
+    presets: dict[str, Any] = {}
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
 
     @classmethod
-    def resolve_text(cls, kwargs: dict) -> dict:
-        """The text-encoder settings these constructor kwargs imply (preset merged)."""
-        if "text" not in cls.presets.get(kwargs.get("preset", "small"), {}):
-            return {}
-        preset_keys = {k for p in cls.presets.values() for k in p} | {"pretrained", "freeze_text"}
-        overrides = {k: v for k, v in kwargs.items() if k in preset_keys}
-        return resolve_preset(cls.presets, kwargs.get("preset", "small"), cls.__name__, overrides)[
-            "text"
-        ]
+    def make_config(cls, kwargs: dict[str, Any]) -> Any:
+        """The typed config for ``kwargs`` (a preset name plus overrides); unknown keys raise."""
+        return build_config(cls.presets, kwargs, where="model")
+
+    def checkpoint_kwargs(self) -> dict[str, Any]:
+        """Plain kwargs that rebuild this architecture offline (weights come from the state dict).
+
+        Pretrained weights are never re-fetched: the state dict holds them.
+        """
+        kwargs = dataclasses.asdict(self.config)
+        for key in ("pretrained", "checkpoint"):
+            if key in kwargs:
+                kwargs[key] = False if key == "pretrained" else None
+        return kwargs
 
     def forward_features(
         self,
@@ -63,35 +80,3 @@ class SegmentationNet(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return self.forward_features(image, input_ids, attention_mask).logits
-
-
-def resolve_preset(presets: dict[str, dict], preset: str, model: str, overrides: dict) -> dict:
-    """Merge ``overrides`` into a named preset (one level deep for dict values like ``text``).
-
-    Two switches reach inside the encoder settings: ``pretrained`` (both encoders) and
-    ``freeze_text``; ``None`` anywhere means "keep the preset's value".
-    """
-    if preset not in presets:
-        raise KeyError(
-            f"unknown preset {preset!r} for model {model}; choose one of {sorted(presets)}"
-        )
-    overrides = dict(overrides)
-    pretrained, freeze_text = overrides.pop("pretrained", None), overrides.pop("freeze_text", None)
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in presets[preset].items()}
-    for key, value in overrides.items():
-        if value is None and key in out:
-            continue
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            base = out[key]
-            if value.get("name") and value["name"] != base.get("name"):
-                # Another encoder by name: load it as it is, not resized to the preset's widths.
-                base = {"name": value["name"], "pretrained": True}
-            out[key] = {**base, **value}
-        else:
-            out[key] = value
-    for key in ("vision", "text"):
-        if pretrained is not None and isinstance(out.get(key), dict):
-            out[key]["pretrained"] = pretrained
-    if freeze_text is not None and isinstance(out.get("text"), dict):
-        out["text"]["freeze"] = freeze_text
-    return out

@@ -13,33 +13,27 @@ import timm
 import torch
 from torch import nn
 
+from tmc_lightning.hub import EncoderUnavailableError, hub_reachable, load_hf
 from tmc_lightning.models.attention import hf_attn_implementation
-from tmc_lightning.models.hub import EncoderUnavailableError, hub_reachable, load_hf
+from tmc_lightning.models.configs import TextConfig, VisionConfig
 
 
 class StagedSwin(nn.Module):
     """A timm Swin Transformer split into patch embedding + 4 stages (strides 4, 8, 16, 32)."""
 
-    def __init__(
-        self,
-        name: str = "swin_tiny_patch4_window7_224",
-        pretrained: bool = False,
-        img_size: int = 224,
-        checkpoint: str | None = None,
-        **overrides: Any,
-    ) -> None:
+    def __init__(self, config: VisionConfig, img_size: int = 224) -> None:
         super().__init__()
-        kwargs: dict[str, Any] = {"num_classes": 0, "img_size": img_size, **overrides}
-        if pretrained and checkpoint:
-            kwargs["pretrained_cfg_overlay"] = {"file": checkpoint}
-        elif pretrained and not hub_reachable():
+        kwargs: dict[str, Any] = {"num_classes": 0, "img_size": img_size, **config.timm_overrides()}
+        if config.pretrained and config.checkpoint:
+            kwargs["pretrained_cfg_overlay"] = {"file": config.checkpoint}
+        elif config.pretrained and not hub_reachable():
             raise EncoderUnavailableError(
-                f"Could not load pretrained visual encoder {name!r} (model.vision.name): the "
+                f"Could not load pretrained visual encoder {config.name!r} (model.vision.name): the "
                 "Hugging Face hub is unreachable. Download the timm weights file elsewhere and set "
                 "+model.vision.checkpoint=/path/to/weights.safetensors, or train from random weights "
                 "with model.pretrained=false."
             )
-        self.model = timm.create_model(name, pretrained=pretrained, **kwargs)
+        self.model = timm.create_model(config.name, pretrained=config.pretrained, **kwargs)
         self.model.head = nn.Identity()
         self.model.norm = nn.Identity()  # unused: each stage's output feeds MCM / the U-Net
         self.channels: list[int] = [info["num_chs"] for info in self.model.feature_info]
@@ -59,60 +53,33 @@ class StagedTextEncoder(nn.Module):
     CLIP's text tower (``CLIPTextModel``: ``.embeddings`` + ``.encoder.layers`` +
     ``.final_layer_norm``; causal). ``name`` is a hub name or a local directory; a full CLIP
     checkpoint (``openai/clip-vit-base-patch32``) contributes only its text tower. With
-    ``name=None`` a randomly initialised BERT is built from ``overrides`` (hidden_size,
+    ``name=None`` a randomly initialised BERT is built from the config's sizes (hidden_size,
     num_hidden_layers, ...), which needs no download.
 
     CLIP's stages run pre-norm layers under a causal + padding mask; its ``final_layer_norm``
     closes the last stage, so the last stage's output is CLIP's ``last_hidden_state``. The
-    sentence token (:meth:`cls`) is BERT's ``[CLS]`` (position 0) or, for CLIP, the last real
+    sentence token (:meth:`sentence_token`) is BERT's ``[CLS]`` (position 0) or, for CLIP, the last real
     token: the end-of-text token whose state CLIP itself pools. Under CLIP's causal mask
     position 0 sees only itself, so it carries nothing about the sentence.
     """
 
     def __init__(
         self,
-        name: str | None = None,
-        pretrained: bool = False,
-        freeze: bool = False,
+        config: TextConfig,
+        vocab_size: int | None = None,
         num_stages: int = 4,
         embeddings_only: bool = False,
-        vocab_size: int | None = None,
-        config: dict[str, Any] | None = None,
-        **overrides: Any,
     ) -> None:
         super().__init__()
-        from transformers import AutoConfig, BertConfig
-
-        if pretrained and name is None and config is None:
-            raise ValueError(
-                "text encoder: pretrained=true needs a model name or local directory; "
-                "choose one with text_encoder=bert_base|clip|local (text_encoder.path=DIR) or "
-                "+model.text.name=bert-base-uncased, or set model.pretrained=false"
-            )
-        if vocab_size is not None and (name is None or not pretrained):
-            overrides["vocab_size"] = vocab_size
-        if config is not None:  # a resolved config stored in a checkpoint: no hub access
-            model = _from_config(AutoConfig.for_model(**{**config, **overrides}))
-        elif name is None:
-            model = _from_config(BertConfig(**overrides))
-        else:
-            hub_cfg = _text_config(
-                load_hf(lambda n, **kw: AutoConfig.from_pretrained(n, **kw), name, "text encoder")
-            )
-            if pretrained:
-                model = load_hf(
-                    lambda n, **kw: _from_pretrained(n, hub_cfg, **kw), name, "text encoder"
-                )
-            else:
-                model = _from_config(AutoConfig.for_model(**{**hub_cfg.to_dict(), **overrides}))
-        self.model = model
-        self.is_clip = model.config.model_type == CLIP_TEXT
+        self.model = load_text_model(config, vocab_size)
+        self.is_clip = self.model.config.model_type == CLIP_TEXT
         if not self.is_clip and not (
-            hasattr(model, "embeddings") and hasattr(getattr(model, "encoder", None), "layer")
+            hasattr(self.model, "embeddings")
+            and hasattr(getattr(self.model, "encoder", None), "layer")
         ):
             raise ValueError(
-                f"text encoder {name!r} ({model.config.model_type}) is neither BERT-like "
-                "(.embeddings and .encoder.layer) nor CLIP's text tower; choose another encoder"
+                f"text encoder {config.name!r} ({self.model.config.model_type}) is neither "
+                "BERT-like (.embeddings and .encoder.layer) nor CLIP's text tower; choose another"
             )
         if embeddings_only:  # LViT reads the token embeddings only
             self._set_layers(nn.ModuleList())
@@ -122,7 +89,7 @@ class StagedTextEncoder(nn.Module):
             raise ValueError(
                 f"text encoder has {len(self.layers)} layers, not divisible into {num_stages} stages"
             )
-        self.hidden_size: int = model.config.hidden_size
+        self.hidden_size: int = self.model.config.hidden_size
         self.per_stage = len(self.layers) // num_stages
         self.num_stages = num_stages
         # Older CLIP layers take the causal mask as a separate, required argument.
@@ -131,7 +98,7 @@ class StagedTextEncoder(nn.Module):
             and bool(self.layers)
             and "causal_attention_mask" in inspect.signature(self.layers[0].forward).parameters
         )
-        if freeze:
+        if config.freeze:
             self.requires_grad_(False)
 
     @property
@@ -182,7 +149,7 @@ class StagedTextEncoder(nn.Module):
             x = self.core.final_layer_norm(x)
         return x
 
-    def cls(self, words: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def sentence_token(self, words: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The sentence token of (B, T, D) word states: (B, D).
 
         BERT: ``[CLS]`` at position 0. CLIP: the last real token, i.e. the end-of-text token
@@ -195,6 +162,35 @@ class StagedTextEncoder(nn.Module):
 
 
 CLIP_TEXT = "clip_text_model"
+
+
+def load_text_model(config: TextConfig, vocab_size: int | None) -> nn.Module:
+    """The transformers model ``config`` describes: stored, random-init, or from the hub/a folder.
+
+    ``vocab_size`` (the data's own tokenizer) resizes the embeddings of any encoder that does
+    not bring its own pretrained vocabulary.
+    """
+    from transformers import AutoConfig, BertConfig
+
+    if config.pretrained and config.name is None and config.config is None:
+        raise ValueError(
+            "text encoder: pretrained=true needs a model name or local directory; "
+            "choose one with text_encoder=bert_base|clip|local (text_encoder.path=DIR) or "
+            "+model.text.name=bert-base-uncased, or set model.pretrained=false"
+        )
+    sizes = config.size_overrides()
+    if vocab_size is not None and (config.name is None or not config.pretrained):
+        sizes["vocab_size"] = vocab_size
+    if config.config is not None:  # a resolved config stored in a checkpoint: no hub access
+        stored = {**config.config, **({"vocab_size": vocab_size} if vocab_size else {})}
+        return _from_config(AutoConfig.for_model(**stored))
+    if config.name is None:
+        return _from_config(BertConfig(**sizes))
+    load = lambda n, **kw: AutoConfig.from_pretrained(n, **kw)  # noqa: E731
+    hub_cfg = _text_config(load_hf(load, config.name, "text encoder"))
+    if not config.pretrained:
+        return _from_config(AutoConfig.for_model(**{**hub_cfg.to_dict(), **sizes}))
+    return load_hf(lambda n, **kw: _from_pretrained(n, hub_cfg, **kw), config.name, "text encoder")
 
 
 def _text_config(cfg: Any) -> Any:
@@ -231,30 +227,3 @@ def _from_pretrained(name: str, cfg: Any, **kwargs: Any) -> nn.Module:
         )
     finally:
         hf_logging.set_verbosity(verbosity)
-
-
-def text_settings(
-    text_encoder: dict[str, Any] | None, text: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """The ``model.text`` settings a ``text_encoder=`` choice (conf/text_encoder/) implies.
-
-    The choice names the encoder (``name``, or ``path`` for a local directory) and whether its
-    weights load; keys given under ``model.text`` still win. No choice: ``text`` unchanged.
-    """
-    if not text_encoder:
-        return text
-    choice = dict(text_encoder)
-    if "path" in choice:
-        path = choice.pop("path")
-        if path in (None, "", "???"):
-            raise ValueError(
-                "text_encoder=local needs the encoder's folder: add text_encoder.path=/path/to/dir "
-                "(a Hugging Face model folder: config.json, weights and tokenizer files)"
-            )
-        choice["name"] = str(path)
-    if not choice.get("name"):
-        raise ValueError(
-            f"text_encoder={text_encoder} names no encoder: set text_encoder.name=<hub name> "
-            "or use text_encoder=local text_encoder.path=/path/to/dir"
-        )
-    return {**choice, **(text or {})}

@@ -1,8 +1,9 @@
 """Models chosen by name: ``build_model("tmc", **kwargs)``.
 
 Every registered network maps ``(image, input_ids, attention_mask)`` to logits ``(B, 1, H, W)``
-and is built from plain keyword arguments only, so a checkpoint can store
-``(name, kwargs)`` and never an import path.
+and is built from a preset plus plain keyword overrides (``models/configs.py``), so a
+checkpoint can store ``(name, kwargs)`` and never an import path. The registry imports no
+model file: the ``models`` package does, which runs their ``@register_model`` decorators.
 """
 
 from __future__ import annotations
@@ -12,45 +13,39 @@ from typing import Any
 
 from torch import nn
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+from tmc_lightning.errors import ConfigError
+
+_REGISTRY: dict[str, type] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class or factory decorator that registers a network under ``name``."""
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator that registers a network under ``name``."""
 
-    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def wrap(cls: type) -> type:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
+        _REGISTRY[name] = cls
+        return cls
 
     return wrap
 
 
 def list_models() -> list[str]:
     """Names of all registered networks, sorted."""
-    _import_builtin()
     return sorted(_REGISTRY)
 
 
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered network by name; an unknown name lists the known ones."""
-    _import_builtin()
+def model_class(name: str) -> type:
+    """The registered class for ``name``; an unknown name lists the known ones."""
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown model {name!r}; known models: {known} (set model=<one of them>)")
-    return _REGISTRY[name](**kwargs)
-
-
-def _import_builtin() -> None:
-    # Importing the modules runs their @register_model decorators.
-    from tmc_lightning.models import lvit, tmc, unet  # noqa: F401
-    from tmc_lightning.models.baselines import attunet, transunet, uctransnet, unetpp  # noqa: F401
-
-
-def model_class(name: str) -> Callable[..., nn.Module]:
-    """The registered class (or factory) for ``name``."""
-    _import_builtin()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
+        raise ConfigError(
+            f"unknown model {name!r}; known models: {known} (set model=<one of them>)"
+        )
     return _REGISTRY[name]
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered network from its preset (``preset=``) and keyword overrides."""
+    cls = model_class(name)
+    return cls(cls.make_config(kwargs))

@@ -6,31 +6,20 @@ from torch import nn
 
 from tmc_lightning.models.base import SegmentationNet, SegOutput
 from tmc_lightning.models.blocks import ConvBlock, UNetDecoder, unet_widths
+from tmc_lightning.models.configs import UNET_PRESETS, UNetConfig
 from tmc_lightning.models.registry import register_model
-
-PRESETS: dict[str, dict] = {
-    "tiny": {"base_width": 8},
-    "small": {"base_width": 16},
-    "paper": {"base_width": 64},
-}
 
 
 @register_model("unet")
 class UNet(SegmentationNet):
     """Four-level U-Net (widths c, 2c, 4c, 8c, 8c); ignores the text."""
 
-    def __init__(
-        self,
-        preset: str = "small",
-        base_width: int | None = None,
-        in_channels: int = 3,
-        image_size: int | None = None,
-    ) -> None:
-        super().__init__()
-        if preset not in PRESETS:
-            raise KeyError(f"unknown preset {preset!r} for unet; choose one of {sorted(PRESETS)}")
-        w = unet_widths(base_width or PRESETS[preset]["base_width"])
-        self.inc = ConvBlock(in_channels, w[0])
+    presets = UNET_PRESETS
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__(config)
+        w = unet_widths(config.base_width)
+        self.inc = ConvBlock(config.in_channels, w[0])
         self.downs = nn.ModuleList(
             nn.Sequential(nn.MaxPool2d(2), ConvBlock(w[i], w[i + 1])) for i in range(4)
         )

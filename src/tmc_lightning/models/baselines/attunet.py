@@ -6,49 +6,28 @@ coarser decoder feature before they are joined.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 from tmc_lightning.models.base import SegOutput
-from tmc_lightning.models.baselines.common import BaselineNet, build_config
+from tmc_lightning.models.baselines.common import BaselineNet
+from tmc_lightning.models.configs import ATTUNET_PRESETS, AttUNetConfig
 from tmc_lightning.models.registry import register_model
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"widths": [8, 16, 32, 64, 128]},
-    "small": {"widths": [16, 32, 64, 128, 256]},
-    "paper": {"widths": [64, 128, 256, 512, 1024]},  # Oktay et al.'s widths
-}
-
-
-@dataclass
-class AttUNetConfig:
-    widths: list[int]  # channels of the five levels, finest first; each level halves H and W
-    dropout: float = 0.0
 
 
 @register_model("attunet")
 class AttUNet(BaselineNet):
     """U-Net with attention-gated skips; ignores the text."""
 
-    presets = PRESETS
+    presets = ATTUNET_PRESETS
 
-    def __init__(
-        self,
-        preset: str = "small",
-        image_size: int | None = None,
-        in_channels: int = 3,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
+    def __init__(self, config: AttUNetConfig) -> None:
+        super().__init__(config)
+        cfg = config
         # MONAI takes seconds to import and only the MONAI baselines need it.
         from monai.networks.nets import AttentionUnet
 
-        cfg = build_config(AttUNetConfig, PRESETS, preset, "attunet", overrides)
-        self.config = {"preset": preset, "in_channels": in_channels, **asdict(cfg)}
         self.stride = 2 ** (len(cfg.widths) - 1)
         self.net = AttentionUnet(
             spatial_dims=2,
-            in_channels=in_channels,
+            in_channels=cfg.in_channels,
             out_channels=1,
             channels=cfg.widths,
             strides=[2] * (len(cfg.widths) - 1),

@@ -1,56 +1,17 @@
-"""What the baselines share: typed preset configs and a resizable position embedding."""
+"""What the baselines share: the text-free base class and a resizable position embedding."""
 
 from __future__ import annotations
-
-import copy
-import dataclasses
-from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from tmc_lightning.models.base import SegmentationNet
 
-C = TypeVar("C")
-
-
-def build_config(
-    cls: type[C], presets: dict[str, dict], preset: str, model: str, overrides: dict
-) -> C:
-    """The preset's settings with ``overrides`` on top, as the network's config dataclass.
-
-    ``None`` keeps the preset's value (a YAML ``null``); an unknown key is an error that lists
-    the known ones instead of being ignored.
-    """
-    if preset not in presets:
-        raise KeyError(
-            f"unknown preset {preset!r} for model {model}; choose one of {sorted(presets)}"
-        )
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(
-            f"model {model} has no setting(s) {unknown}; known: {sorted(known)} "
-            "(override them as model.<key>=... or +model.<key>=...)"
-        )
-    chosen = {k: v for k, v in overrides.items() if v is not None}
-    return cls(**{**copy.deepcopy(presets[preset]), **chosen})
-
 
 class BaselineNet(SegmentationNet):
-    """A text-free network whose ``config`` dict rebuilds it (set by the subclass)."""
+    """A text-free network built from its config dataclass (``models/configs.py``)."""
 
     uses_text = False
-    config: dict[str, Any]
-
-    def checkpoint_kwargs(self) -> dict[str, Any]:
-        """Plain kwargs that rebuild this architecture offline (weights come from the state dict)."""
-        c = copy.deepcopy(self.config)
-        if "pretrained" in c:
-            c["pretrained"] = False
-        if "checkpoint" in c:
-            c["checkpoint"] = None
-        return c
 
 
 def add_position(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

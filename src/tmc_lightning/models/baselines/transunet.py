@@ -12,7 +12,6 @@ randomly initialised ViT-B, the closest match that loads from timm alone.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import timm
@@ -20,53 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tmc_lightning.hub import EncoderUnavailableError, hub_reachable
 from tmc_lightning.models.base import SegOutput
-from tmc_lightning.models.baselines.common import BaselineNet, add_position, build_config
+from tmc_lightning.models.baselines.common import BaselineNet, add_position
 from tmc_lightning.models.blocks import ConvBlock, TransformerBlock, UpBlock, heads_for, sincos_2d
-from tmc_lightning.models.hub import EncoderUnavailableError, hub_reachable
+from tmc_lightning.models.configs import TRANSUNET_PRESETS, TransUNetConfig
 from tmc_lightning.models.registry import register_model
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # timm's ResNet stem is always 64 wide; the narrow presets shrink its stages.
-    "tiny": {
-        "backbone": "resnet18",
-        "backbone_kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]},
-        "pretrained": False,
-        "hidden_size": 32,
-        "depth": 1,
-        "heads": 2,
-        "mlp_ratio": 2.0,
-        "neck_channels": 32,
-        "decoder_channels": [32, 16, 8, 8],
-    },
-    "small": {
-        "backbone": "resnet18",
-        "backbone_kwargs": {"layers": [1, 1, 1, 1], "channels": [32, 64, 128, 256]},
-        "pretrained": False,
-        "hidden_size": 128,
-        "depth": 4,
-        "heads": 4,
-        "mlp_ratio": 4.0,
-        "neck_channels": 128,
-        "decoder_channels": [64, 32, 16, 16],
-    },
-    # R50 + ViT-B/16 as in the paper (12 layers, width 768, 12 heads, decoder 256-128-64-16).
-    "paper": {"backbone": "resnet50", "pretrained": True},
-}
-
-
-@dataclass
-class TransUNetConfig:
-    backbone: str = "resnet50"  # a timm ResNet: its stem and first three stages are used
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # timm overrides (layers, ...)
-    pretrained: bool = False  # ImageNet weights for the ResNet; the ViT always starts random
-    checkpoint: str | None = None  # local timm weights file, used instead of the hub
-    hidden_size: int = 768  # ViT width
-    depth: int = 12  # ViT layers
-    heads: int = 12
-    mlp_ratio: float = 4.0
-    neck_channels: int = 512  # the 3x3 conv from the ViT width into the decoder
-    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 16])
 
 
 def resnet_features(cfg: TransUNetConfig, in_channels: int) -> nn.Module:
@@ -125,32 +83,20 @@ class ViTBottleneck(nn.Module):
 class TransUNet(BaselineNet):
     """ResNet + ViT encoder with a cascaded-upsampling CNN decoder; ignores the text."""
 
-    presets = PRESETS
+    presets = TRANSUNET_PRESETS
 
-    def __init__(
-        self,
-        preset: str = "small",
-        image_size: int = 224,
-        in_channels: int = 3,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
-        cfg = build_config(TransUNetConfig, PRESETS, preset, "transunet", overrides)
+    def __init__(self, config: TransUNetConfig) -> None:
+        super().__init__(config)
+        cfg = config
         if len(cfg.decoder_channels) != 4:
             raise ValueError(
                 f"transunet needs 4 decoder widths (model.decoder_channels), got "
                 f"{cfg.decoder_channels}"
             )
-        self.config = {
-            "preset": preset,
-            "image_size": image_size,
-            "in_channels": in_channels,
-            **asdict(cfg),
-        }
-        self.encoder = resnet_features(cfg, in_channels)
+        self.encoder = resnet_features(cfg, cfg.in_channels)
         ch = self.encoder.feature_info.channels()  # strides 2, 4, 8, 16
         self.vit = ViTBottleneck(
-            ch[3], cfg.hidden_size, cfg.depth, cfg.heads, cfg.mlp_ratio, -(-image_size // 16)
+            ch[3], cfg.hidden_size, cfg.depth, cfg.heads, cfg.mlp_ratio, -(-cfg.image_size // 16)
         )
         self.neck = nn.Sequential(
             nn.Conv2d(cfg.hidden_size, cfg.neck_channels, 3, padding=1, bias=False),

@@ -12,32 +12,16 @@ decoder feature decide a sigmoid weight per skip channel.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tmc_lightning.models.base import SegOutput
-from tmc_lightning.models.baselines.common import BaselineNet, add_position, build_config
+from tmc_lightning.models.baselines.common import BaselineNet, add_position
 from tmc_lightning.models.blocks import ConvBlock, Mlp, sincos_2d, unet_widths
+from tmc_lightning.models.configs import UCTRANSNET_PRESETS, UCTransNetConfig
 from tmc_lightning.models.registry import register_model
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"base_width": 8, "depth": 1, "heads": 1, "mlp_ratio": 2.0},
-    "small": {"base_width": 16, "depth": 2, "heads": 2, "mlp_ratio": 2.0},
-    "paper": {"base_width": 64, "depth": 4, "heads": 4, "mlp_ratio": 4.0},
-}
-
-
-@dataclass
-class UCTransNetConfig:
-    base_width: int = 64  # U-Net widths c, 2c, 4c, 8c, 8c
-    depth: int = 4  # CCT layers
-    heads: int = 4  # channel-attention heads, averaged
-    mlp_ratio: float = 4.0
-    patch: int = 16  # patch size on the finest skip; halves per level
 
 
 class SkipTokens(nn.Module):
@@ -172,30 +156,18 @@ class GatedUpBlock(nn.Module):
 class UCTransNet(BaselineNet):
     """U-Net (widths c, 2c, 4c, 8c, 8c) with CCT-fused, CCA-gated skips; ignores the text."""
 
-    presets = PRESETS
+    presets = UCTRANSNET_PRESETS
 
-    def __init__(
-        self,
-        preset: str = "small",
-        image_size: int = 224,
-        in_channels: int = 3,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
-        cfg = build_config(UCTransNetConfig, PRESETS, preset, "uctransnet", overrides)
-        self.config = {
-            "preset": preset,
-            "image_size": image_size,
-            "in_channels": in_channels,
-            **asdict(cfg),
-        }
+    def __init__(self, config: UCTransNetConfig) -> None:
+        super().__init__(config)
+        cfg = config
         w = unet_widths(cfg.base_width)
-        self.inc = ConvBlock(in_channels, w[0])
+        self.inc = ConvBlock(cfg.in_channels, w[0])
         self.downs = nn.ModuleList(
             nn.Sequential(nn.MaxPool2d(2), ConvBlock(w[i], w[i + 1])) for i in range(4)
         )
         self.cct = ChannelTransformer(
-            w[:4], image_size, cfg.patch, cfg.depth, cfg.heads, cfg.mlp_ratio
+            w[:4], cfg.image_size, cfg.patch, cfg.depth, cfg.heads, cfg.mlp_ratio
         )
         # Level i upsamples the level-(i+1) output and joins gated skip i: 8c+8c->4c, ...
         self.ups = nn.ModuleList(

@@ -7,52 +7,31 @@ three are returned as ``aux_logits`` and trained on by the LightningModule (trai
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 from torch import nn
 
 from tmc_lightning.models.base import SegOutput
-from tmc_lightning.models.baselines.common import BaselineNet, build_config
+from tmc_lightning.models.baselines.common import BaselineNet
+from tmc_lightning.models.configs import UNETPP_PRESETS, UNetPPConfig
 from tmc_lightning.models.registry import register_model
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {"widths": [8, 16, 32, 64, 128]},
-    "small": {"widths": [16, 32, 64, 128, 256]},
-    "paper": {"widths": [32, 64, 128, 256, 512]},  # Zhou et al.'s widths (9.1M parameters)
-}
-
-
-@dataclass
-class UNetPPConfig:
-    widths: list[int]  # the five encoder levels, finest first
-    deep_supervision: bool = True  # train the heads of X^{0,1}, X^{0,2}, X^{0,3} too
 
 
 @register_model("unetpp")
 class UNetPlusPlus(BaselineNet):
     """UNet++ with optional deep supervision; ignores the text."""
 
-    presets = PRESETS
+    presets = UNETPP_PRESETS
 
-    def __init__(
-        self,
-        preset: str = "small",
-        image_size: int | None = None,
-        in_channels: int = 3,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
+    def __init__(self, config: UNetPPConfig) -> None:
+        super().__init__(config)
+        cfg = config
         # MONAI takes seconds to import and only the MONAI baselines need it.
         from monai.networks.nets import BasicUNetPlusPlus
 
-        cfg = build_config(UNetPPConfig, PRESETS, preset, "unetpp", overrides)
         if len(cfg.widths) != 5:
             raise ValueError(f"unetpp needs 5 widths (model.widths), got {cfg.widths}")
-        self.config = {"preset": preset, "in_channels": in_channels, **asdict(cfg)}
         self.net = BasicUNetPlusPlus(
             spatial_dims=2,
-            in_channels=in_channels,
+            in_channels=cfg.in_channels,
             out_channels=1,
             features=(*cfg.widths, cfg.widths[0]),  # the last decoder node keeps the top width
             deep_supervision=cfg.deep_supervision,

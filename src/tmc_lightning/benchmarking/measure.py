@@ -19,8 +19,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from tmc_lightning.models.registry import model_class
-from tmc_lightning.module import SegmentationModule
+from tmc_lightning.models import model_class
+from tmc_lightning.training.module import SegmentationModule
 
 # A variant is "fp32" or flags joined by "+"; eager_attn builds every attention as explicit
 # softmax(QK^T)V instead of F.scaled_dot_product_attention (perf.sdpa=false).
@@ -59,15 +59,16 @@ def bench_model_kwargs(name: str, preset: str, image_size: int, max_words: int) 
     """
     cls = model_class(name)
     kw: dict[str, Any] = {"preset": preset, "image_size": image_size}
-    preset_cfg = getattr(cls, "presets", {}).get(preset, {})
-    nested = [v for v in preset_cfg.values() if isinstance(v, dict)]
-    if "pretrained" in preset_cfg or any("pretrained" in v for v in nested):
-        kw["pretrained"] = False
+    preset_cfg = cls.presets[preset]
+    if getattr(preset_cfg, "pretrained", False):
+        kw["pretrained"] = False  # e.g. TransUNet's ResNet
+    if getattr(getattr(preset_cfg, "vision", None), "pretrained", False):
+        kw["vision"] = {"pretrained": False}
     if cls.uses_text:
-        hub_text = bool(preset_cfg.get("text", {}).get("name"))
+        hub_text = bool(preset_cfg.text.name)
         kw.update(max_words=max_words, vocab_size=BERT_BASE_VOCAB if hub_text else 1000)
-        if hub_text:
-            kw["text"] = {"name": None}
+        if hub_text:  # transformers' BertConfig() defaults are bert-base's architecture
+            kw["text"] = {"config": {"model_type": "bert"}}
     return kw
 
 

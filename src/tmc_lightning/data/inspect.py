@@ -1,4 +1,4 @@
-"""Inspect a dataset before training: ``tmc-data check dataset=qata dataset.root=...``.
+"""What ``tmc-data check`` reports about a dataset before training (no Hydra here).
 
 Prints per split: counts, image sizes, mask coverage, text lengths and distinct texts,
 duplicates, unreadable files, images without masks. Exits 1 when something would stop training
@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from tmc_lightning.data.imageio import binarize_mask
 from tmc_lightning.data.layouts import DataError, Sample, SplitAbsent
-from tmc_lightning.utils import CONF_DIR
 
 REQUIRED = ("train", "val")
 
@@ -144,28 +140,3 @@ def report(dm) -> int:
             print(f"\nWARNING: {n} identical image(s) appear in both {a} and {b}")
     print("\nready to train" if not fatal else f"\n{fatal} problem(s) would stop training")
     return 1 if fatal else 0
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="check")
-def main(cfg: DictConfig) -> None:
-    from tmc_lightning.train import make_datamodule
-
-    dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), None)
-    if hasattr(dm, "prepare_data"):
-        dm.prepare_data()
-    code = report(dm)
-    if code:
-        sys.exit(code)
-
-
-def cli() -> None:
-    """``tmc-data check [overrides]``."""
-    if len(sys.argv) < 2 or sys.argv[1] != "check":
-        print("usage: tmc-data check dataset=<name> [dataset.root=...]", file=sys.stderr)
-        sys.exit(2)
-    del sys.argv[1]
-    main()
-
-
-if __name__ == "__main__":
-    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import lightning as L
@@ -9,7 +10,7 @@ import torch
 
 from tmc_lightning.losses import multi_stage_alignment_loss, same_text_matrix, task_loss
 from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
-from tmc_lightning.models import build_model
+from tmc_lightning.models import model_class
 from tmc_lightning.models.attention import attention_kernel
 from tmc_lightning.models.base import SegOutput
 
@@ -41,10 +42,20 @@ class SegmentationModule(L.LightningModule):
         sdpa: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        hparams = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        cls = model_class(model_name)
+        config = cls.make_config(dict(model_kwargs or {}))
+        if hasattr(config, "align"):
+            # The recipe decides: alignment heads exist exactly when their loss has a weight,
+            # so none sits untrained (spec section 3).
+            config = dataclasses.replace(config, align=align_weight > 0)
         # sdpa=False writes every attention out as softmax(QK^T)V (a benchmark variant).
         with attention_kernel(sdpa):
-            self.model = build_model(model_name, **(model_kwargs or {}))
+            self.model = cls(config)
+        # The checkpoint stores exactly what rebuilds this network offline: the resolved
+        # config, with pretrained weights coming from the state dict instead of the hub.
+        hparams["model_kwargs"] = self.model.checkpoint_kwargs()
+        self.save_hyperparameters(hparams)
         if channels_last:
             # Only 4-D weights change layout; parameter names and values stay the same, so
             # checkpoints load into either layout.
@@ -81,8 +92,8 @@ class SegmentationModule(L.LightningModule):
         loss = losses["task"]
         if out.aux_logits and self.training:
             # Deep supervision: the aux heads together weigh as much as the final head (their
-            # mean, so the weight does not grow with their number). Evaluation scores and
-            # reports the loss of the final head only, so val/loss compares across models.
+            # mean, so the weight does not grow with their number). Evaluation scores the
+            # final head only.
             losses["aux"] = torch.stack(
                 [task_loss(a, batch["mask"], self.hparams.dice_weight) for a in out.aux_logits]
             ).mean()
@@ -103,8 +114,13 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
-        loss, _, logits = self._step(batch)
-        self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=batch["image"].shape[0])
+        _, parts, logits = self._step(batch)
+        bs = batch["image"].shape[0]
+        # val/loss is the task loss alone, so it compares across models with and without
+        # alignment heads; the alignment term has its own key.
+        self.log(f"{stage}/loss", parts["task"], sync_dist=True, batch_size=bs)
+        if "align" in parts:
+            self.log(f"{stage}/loss_align", parts["align"], sync_dist=True, batch_size=bs)
         self.metrics[f"{stage}_image"].update(logits, batch["mask"])
         self.metrics[f"{stage}_global"].update(logits, batch["mask"])
 

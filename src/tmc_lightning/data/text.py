@@ -6,7 +6,15 @@ from collections import Counter
 from collections.abc import Sequence
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import (
+    Encoding,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -43,7 +51,7 @@ def load_pretrained(name: str) -> Tokenizer:
     """The fast tokenizer of a hub model or local directory (e.g. the text encoder's)."""
     from transformers import AutoTokenizer
 
-    from tmc_lightning.models.hub import load_hf
+    from tmc_lightning.hub import load_hf
 
     hf = load_hf(lambda n, **kw: AutoTokenizer.from_pretrained(n, **kw), name, "tokenizer")
     if not getattr(hf, "is_fast", False):
@@ -60,14 +68,22 @@ def pad_id(tok: Tokenizer) -> int:
     return 0
 
 
+def encodings(tok: Tokenizer, texts: Sequence[str], max_words: int) -> list[Encoding]:
+    """Each text's encoding, truncated and padded on the right to ``max_words`` tokens.
+
+    Its ``tokens`` and ``special_tokens_mask`` line up with the ids the model gets.
+    """
+    tok = Tokenizer.from_str(tok.to_str())  # padding/truncation settings stay local to this call
+    tok.enable_truncation(max_words)
+    tok.enable_padding(length=max_words, pad_id=pad_id(tok))
+    return tok.encode_batch(list(texts))
+
+
 def encode(
     tok: Tokenizer, texts: Sequence[str], max_words: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids and attention mask, both (N, max_words), truncated and padded on the right."""
-    tok = Tokenizer.from_str(tok.to_str())  # padding/truncation settings stay local to this call
-    tok.enable_truncation(max_words)
-    tok.enable_padding(length=max_words, pad_id=pad_id(tok))
-    enc = tok.encode_batch(list(texts))
+    enc = encodings(tok, texts, max_words)
     ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
     mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long)
     return ids, mask

@@ -1,22 +1,20 @@
-"""Shared inference helpers: load a checkpoint for prediction, prepare images, draw overlays."""
+"""A trained network ready to segment gray images of any size from a prompt."""
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
 from tokenizers import Tokenizer
 
 from tmc_lightning.data.datamodule import DATAMODULES
-from tmc_lightning.data.imageio import _open, _to_gray8
-from tmc_lightning.data.tokenization import encode
-from tmc_lightning.evaluate import CheckpointError, load_module
-from tmc_lightning.module import SegmentationModule
+from tmc_lightning.data.text import encode
+from tmc_lightning.data.transforms import model_input
+from tmc_lightning.inference.checkpoint import CheckpointError, load_module
+from tmc_lightning.training.module import SegmentationModule
 
 
 @dataclass
@@ -69,18 +67,7 @@ class Predictor:
 
     def tensors(self, grays: list[np.ndarray], texts: list[str]) -> tuple[torch.Tensor, ...]:
         """Gray uint8 images of any size -> the network's normalised (B, 3, S, S) input and tokens."""
-        s = self.image_size
-        batch = [
-            np.asarray(Image.fromarray(g).resize((s, s), Image.BILINEAR), dtype=np.float32)
-            for g in grays
-        ]
-        x = (
-            torch.from_numpy(np.stack(batch))
-            .div_(255)
-            .sub_(0.5)
-            .div_(0.5)[:, None]
-            .expand(-1, 3, -1, -1)
-        )
+        x = torch.stack([model_input(g, self.image_size) for g in grays])
         if self.tokenizer is None:
             ids = torch.zeros(len(texts), self.max_words, dtype=torch.long)
             mask = torch.ones_like(ids)
@@ -98,44 +85,3 @@ class Predictor:
             full = F.interpolate(lg[None], size=g.shape, mode="bilinear", align_corners=False)[0, 0]
             out.append(torch.sigmoid(full).cpu().numpy())
         return out
-
-
-def read_gray(path: Path) -> np.ndarray:
-    """An image file as gray uint8 at its original size (16-bit and colour handled)."""
-    return _to_gray8(_open(path))
-
-
-def overlay(
-    gray: np.ndarray, mask: np.ndarray, caption: str = "", color=(255, 40, 40)
-) -> Image.Image:
-    """The image with the mask filled (translucent) and outlined, and the caption written on top."""
-    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
-    m = mask.astype(bool)
-    rgb[m] = 0.6 * rgb[m] + 0.4 * np.array(color, dtype=np.float32)
-    edge = m & ~_erode(m)
-    rgb[edge] = (255, 230, 0)
-    img = Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
-    if caption:
-        img = _caption(img, caption)
-    return img
-
-
-def _erode(m: np.ndarray) -> np.ndarray:
-    p = np.pad(m, 1)
-    return p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-
-
-def _caption(img: Image.Image, caption: str) -> Image.Image:
-    w = img.width
-    font = ImageFont.load_default(size=max(10, w // 28))
-    chars = max(12, int(w / (font.size * 0.55)))
-    lines = textwrap.wrap(caption, chars)
-    line_h = font.size + 3
-    band = Image.new("RGB", (w, line_h * len(lines) + 6), (0, 0, 0))
-    draw = ImageDraw.Draw(band)
-    for i, line in enumerate(lines):
-        draw.text((4, 3 + i * line_h), line, fill=(255, 255, 255), font=font)
-    out = Image.new("RGB", (w, img.height + band.height))
-    out.paste(band, (0, 0))
-    out.paste(img, (0, band.height))
-    return out

@@ -26,21 +26,18 @@ import json
 import os
 import re
 import shutil
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from tmc_lightning.data.imageio import check_pair, read_image, read_mask
 from tmc_lightning.data.layouts import DataError, Sample
-from tmc_lightning.utils import CONF_DIR
+from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
 
 LABELS = {"background": 0, "lesion": 1}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -101,66 +98,34 @@ def export_nnunet(
     Refuses an existing folder (or another name under the same id) unless ``overwrite``.
     """
     target = dataset_folder(out, dataset_id, dataset_name)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} already exists; set overwrite=true to replace it or choose another "
-            "dataset_id / dataset_name"
-        )
-    others = sorted(p.name for p in target.parent.glob(f"Dataset{int(dataset_id):03d}_*"))
-    others = [n for n in others if n != target.name and not n.startswith(".")]
-    if others:
-        raise FileExistsError(
-            f"{target.parent} already holds {others[0]} with id {int(dataset_id):03d}; nnU-Net "
-            "needs one name per id: choose another dataset_id"
-        )
+    _check_target(target, int(dataset_id), overwrite)
     splits, held_out = read_splits(dm)
-    training = splits["train"] + splits["val"]
-    tr_ids = _unique_ids(training, "imagesTr (train + val)")
-    ts_samples = splits[held_out]
-    ts_ids = _unique_ids(ts_samples, "imagesTs")
-
+    parts = {
+        "Tr": (splits["train"] + splits["val"], "imagesTr (train + val)"),
+        "Ts": (splits[held_out], "imagesTs"),
+    }
+    ids = {key: _unique_ids(samples, where) for key, (samples, where) in parts.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-            (tmp / sub).mkdir(parents=True)
-        jobs = [
-            (s, tmp / "imagesTr" / f"{c}_0000.png", tmp / "labelsTr" / f"{c}.png")
-            for s, c in zip(training, tr_ids, strict=True)
-        ] + [
-            (s, tmp / "imagesTs" / f"{c}_0000.png", tmp / "labelsTs" / f"{c}.png")
-            for s, c in zip(ts_samples, ts_ids, strict=True)
-        ]
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            for _ in pool.map(_write_case, jobs):  # re-raises the first failure
-                pass
+        _write_cases(tmp, parts, ids, workers)
         n_train = len(splits["train"])
-        root = dm.resolve_root()
         _write_json(
             tmp / "dataset.json",
             {
                 "name": dataset_name,
-                "description": f"{dm.name} from {root}, exported by tmc-export: train + val in "
-                f"imagesTr (fold 0 of splits_final.json = our split), {held_out} in imagesTs",
+                "description": f"{dm.name} from {dm.resolve_root()}, exported by tmc-export: train "
+                f"+ val in imagesTr (fold 0 of splits_final.json = our split), {held_out} in imagesTs",
                 "channel_names": {"0": channel_name},
                 "labels": LABELS,
-                "numTraining": len(training),
+                "numTraining": len(ids["Tr"]),
                 "file_ending": ".png",
             },
         )
         _write_json(
-            tmp / "splits_final.json", [{"train": tr_ids[:n_train], "val": tr_ids[n_train:]}]
+            tmp / "splits_final.json", [{"train": ids["Tr"][:n_train], "val": ids["Tr"][n_train:]}]
         )
-        with open(tmp / "cases.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["case", "split", "folder", "image", "mask", "text"])
-            for split, folder in (
-                ("train", "imagesTr"),
-                ("val", "imagesTr"),
-                (held_out, "imagesTs"),
-            ):
-                for s in splits[split]:
-                    w.writerow([s.image.stem, split, folder, s.image, s.mask, s.text])
+        _write_index(tmp / "cases.csv", splits, held_out)
         if target.exists():  # overwrite: swap only after a complete build
             trash = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(target, trash)
@@ -169,6 +134,49 @@ def export_nnunet(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _check_target(target: Path, dataset_id: int, overwrite: bool) -> None:
+    """Refuse an existing dataset folder (unless ``overwrite``) or another name for the id."""
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{target} already exists; set overwrite=true to replace it or choose another "
+            "dataset_id / dataset_name"
+        )
+    others = sorted(p.name for p in target.parent.glob(f"Dataset{dataset_id:03d}_*"))
+    others = [n for n in others if n != target.name and not n.startswith(".")]
+    if others:
+        raise FileExistsError(
+            f"{target.parent} already holds {others[0]} with id {dataset_id:03d}; nnU-Net "
+            "needs one name per id: choose another dataset_id"
+        )
+
+
+def _write_cases(
+    tmp: Path, parts: dict[str, tuple[list[Sample], str]], ids: dict[str, list[str]], workers: int
+) -> None:
+    """Every image and label PNG, decoded and written by ``workers`` threads."""
+    jobs = []
+    for key, (samples, _) in parts.items():
+        for sub in (f"images{key}", f"labels{key}"):
+            (tmp / sub).mkdir(parents=True)
+        jobs += [
+            (s, tmp / f"images{key}" / f"{c}_0000.png", tmp / f"labels{key}" / f"{c}.png")
+            for s, c in zip(samples, ids[key], strict=True)
+        ]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for _ in pool.map(_write_case, jobs):  # re-raises the first failure
+            pass
+
+
+def _write_index(path: Path, splits: dict[str, list[Sample]], held_out: str) -> None:
+    """``cases.csv``: each case's split, folder, source files and text."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["case", "split", "folder", "image", "mask", "text"])
+        for split, folder in (("train", "imagesTr"), ("val", "imagesTr"), (held_out, "imagesTs")):
+            for s in splits[split]:
+                w.writerow([s.image.stem, split, folder, s.image, s.mask, s.text])
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -180,8 +188,6 @@ def score_predictions(pred_dir: str | Path, labels_dir: str | Path) -> dict[str,
 
     ``labels_dir`` is the export's ``labelsTs``; every label needs a prediction of the same name.
     """
-    from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
-
     per_image, global_ = PerImageDiceIoU(), GlobalDiceIoU()
     labels = sorted(Path(labels_dir).glob("*.png"))
     if not labels:
@@ -202,47 +208,3 @@ def score_predictions(pred_dir: str | Path, labels_dir: str | Path) -> dict[str,
         global_.update(logits, g)
     scores = {**per_image.compute(), **global_.compute()}
     return {"n": len(labels), **{k: float(v) for k, v in scores.items()}}
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
-def main(cfg: DictConfig) -> None:
-    from tmc_lightning.train import make_datamodule
-
-    try:
-        dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), None)
-        if hasattr(dm, "prepare_data"):
-            dm.prepare_data()
-        target = export_nnunet(
-            dm,
-            cfg.out,
-            dataset_id=cfg.dataset_id,
-            dataset_name=str(cfg.dataset_name),
-            channel_name=cfg.channel_name,
-            overwrite=cfg.overwrite,
-            workers=cfg.workers,
-        )
-    except (DataError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
-    info = json.loads((target / "dataset.json").read_text())
-    n_test = len(list((target / "imagesTs").glob("*.png")))
-    print(f"wrote {target}: {info['numTraining']} training cases, {n_test} in imagesTs")
-    print(f"next: nnUNetv2_plan_and_preprocess -d {int(cfg.dataset_id)} --verify_dataset_integrity")
-    print(f"      nnUNetv2_train {int(cfg.dataset_id)} 2d 0   # fold 0 = our train/val split")
-
-
-def cli() -> None:
-    """``tmc-export nnunet [overrides]``."""
-    if len(sys.argv) < 2 or sys.argv[1] != "nnunet":
-        print(
-            "usage: tmc-export nnunet dataset=<name> [dataset.root=...] out=/path/to/nnUNet_raw "
-            "[dataset_id=501] [overwrite=true]",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    del sys.argv[1]
-    main()
-
-
-if __name__ == "__main__":
-    main()

@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import gc
 import shlex
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tmc_lightning import bench_measure as bm
-from tmc_lightning.bench_report import format_row, machine_info, machine_line, markdown
+from tmc_lightning.benchmarking import measure as bm
+from tmc_lightning.benchmarking.table import format_row, machine_info, machine_line, markdown
+from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.utils import git_commit, write_json_atomic
 
 NO_DATA = "none"
@@ -106,17 +106,24 @@ def row_command(argv: list[str], model: str, preset: str, variant: str) -> str:
     return shlex.join(out)
 
 
-def measure_data(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Images/s of the real train DataLoader (with its augmentation) of ``--dataset``."""
-    if args.dataset == NO_DATA:
-        return None
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+def measure_data(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
+    """Images/s of the real train DataLoader (with its augmentation) of a ``dataset=`` config."""
+    dm = datamodule_from_config(settings)
+    dm.prepare_data()
+    dm.setup("fit")
+    workers = settings.get("num_workers", 0)
+    stats = bm.loader_throughput(dm.train_dataloader(), args.data_batches, skip=2 * workers)
+    return {
+        "dataset": args.dataset,
+        "workers": workers,
+        "augment": settings.get("augment"),
+        **stats,
+    }
 
-    from tmc_lightning.train import make_datamodule
-    from tmc_lightning.utils import CONF_DIR
 
-    overrides = [
+def data_overrides(args: argparse.Namespace) -> list[str]:
+    """The Hydra overrides that describe ``--dataset`` at the benchmark's size and batch."""
+    return [
         f"dataset={args.dataset}",
         f"dataset.image_size={args.image_size}",
         f"dataset.batch_size={args.batch}",
@@ -124,14 +131,6 @@ def measure_data(args: argparse.Namespace) -> dict[str, Any] | None:
         *([f"dataset.num_workers={args.workers}"] if args.workers is not None else []),
         *args.data_override,
     ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    dm = make_datamodule(OmegaConf.to_container(cfg.dataset, resolve=True), None)
-    dm.prepare_data()
-    dm.setup("fit")
-    workers = cfg.dataset.num_workers
-    stats = bm.loader_throughput(dm.train_dataloader(), args.data_batches, skip=2 * workers)
-    return {"dataset": args.dataset, "workers": workers, "augment": cfg.dataset.augment, **stats}
 
 
 def bench_row(
@@ -186,16 +185,17 @@ def bench_row(
     return row
 
 
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+def run(
+    argv: list[str], args: argparse.Namespace, data_settings: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Every row of the benchmark; ``data_settings``: the composed ``dataset=`` config, or None."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision("high")  # as train.py: TF32 on GPUs that have it
     device = pick_device(args.device)
     machine = machine_info(device)
     print(machine_line(machine), flush=True)
-    data = measure_data(args)
+    data = measure_data(args, data_settings) if data_settings else None
     if data:
         print(
             f"data pipeline ({data['dataset']}, {data['workers']} workers): "
@@ -248,11 +248,3 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     out.with_suffix(".md").write_text(md)
     print("\n" + md)
     return report
-
-
-def main(argv: list[str] | None = None) -> None:
-    run(argv)
-
-
-if __name__ == "__main__":
-    main()

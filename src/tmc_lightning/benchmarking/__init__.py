@@ -1,0 +1,1 @@
+"""Benchmarking: train-step and inference speed, memory and FLOP efficiency, as recorded tables."""

@@ -1,0 +1,75 @@
+"""``tmc-train`` / ``python -m tmc_lightning.train``: Hydra's command line around one run."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from tmc_lightning.cli import resolvers  # noqa: F401  (registers the resolvers conf/ uses)
+from tmc_lightning.data.layouts import DataError
+from tmc_lightning.errors import ConfigError
+from tmc_lightning.hub import EncoderUnavailableError
+from tmc_lightning.training.run import run
+from tmc_lightning.utils import CONF_DIR
+
+
+def missing_checkpoint(argv: list[str]) -> str | None:
+    """The error for a ``ckpt_path=`` override naming no file, checked before Hydra makes folders."""
+    if "-m" in argv or "--multirun" in argv:
+        return None
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        value = value.strip("'\"")
+        if key != "ckpt_path" or not sep or value in ("", "null"):
+            continue
+        if not Path(value).is_file():
+            return (
+                f"ckpt_path={value}: no such checkpoint file. To resume a run, pass its "
+                "checkpoints/last.ckpt, e.g. "
+                "ckpt_path=outputs/<dataset>/<model>/<date>/checkpoints/last.ckpt"
+            )
+    return None
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    hc = hydra.core.hydra_config.HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        results = run(cfg, run_dir)
+    except (ConfigError, DataError, EncoderUnavailableError) as err:  # a typo, bad data, offline
+        if not cfg.ckpt_path:
+            remove_unused_run_dir(run_dir, hc.output_subdir, f"{hc.job.name}.log")
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return results.get("val", {}).get("dice")  # the value a Hydra sweeper optimises
+
+
+def remove_unused_run_dir(run_dir: Path, hydra_subdir: str | None, log_name: str) -> None:
+    """Remove what Hydra made for a run that failed (config, data, encoders) before writing.
+
+    Only Hydra's record of the command and the job log are removed, then the folder if that
+    left it empty: a ``hydra.run.dir`` that already held other files keeps them.
+    """
+    logging.shutdown()  # closes the job log's file handler
+    if hydra_subdir:
+        shutil.rmtree(run_dir / hydra_subdir, ignore_errors=True)
+    (run_dir / log_name).unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty: files that were there before this run
+
+
+def main() -> float | None:
+    """``tmc-train``: Hydra's command line, after checking a resume's checkpoint exists."""
+    error = missing_checkpoint(sys.argv[1:])
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+    return _hydra_main()

@@ -1,0 +1,1 @@
+"""Evaluation: score a checkpoint on its splits in one pass; per-image CSVs, CIs and overlays."""

@@ -1,0 +1,105 @@
+"""Score a checkpoint on its dataset's splits: ``tmc-eval ckpt_path=...``.
+
+The checkpoint alone is enough: it holds the model's registry name and plain kwargs, the
+DataModule's settings and its tokenizer. Nothing is imported by path from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tmc_lightning.data.datamodule import TextSegDataModule
+from tmc_lightning.data.layouts import SplitAbsent
+from tmc_lightning.evaluation.per_image import score_split, write_artifacts
+from tmc_lightning.inference.checkpoint import load_datamodule, load_module
+from tmc_lightning.utils import run_dir_of, write_json_atomic
+
+log = logging.getLogger("tmc_lightning.evaluate")
+
+
+def present_splits(dm: TextSegDataModule, splits: list[str]) -> list[str]:
+    """The requested splits the data has; an absent one is skipped with a warning, unless all are.
+
+    QaTa's public release, e.g., has no test split: the default ``splits=[val, test]`` then
+    scores val alone, as training does.
+    """
+    for split in splits:
+        if split not in ("val", "test"):
+            raise ValueError(f"splits: {split!r} is not one of val, test")
+    present, errors = [], []
+    for split in splits:
+        try:
+            dm.read_split(split)
+        except SplitAbsent as err:
+            errors.append(err)
+            log.warning("skipping split %s: %s", split, err)
+        else:
+            present.append(split)
+    if not present:
+        raise errors[0]
+    return present
+
+
+def pick_device(accelerator: str) -> torch.device:
+    """``accelerator``: cpu, gpu/cuda, or auto (CUDA when there is one)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    if accelerator not in ("cpu", "auto"):
+        raise ValueError(f"accelerator={accelerator!r}: use cpu, gpu or auto")
+    return torch.device("cpu")
+
+
+def evaluate(
+    ckpt_path: str,
+    splits: list[str],
+    out: str | None = None,
+    data_root: str | None = None,
+    accelerator: str = "cpu",
+    precision: str = "32-true",
+    artifacts: bool = True,
+    top_k: int = 4,
+) -> dict[str, Any]:
+    """Metrics per split (JSON) and, with ``artifacts``, per-image CSV, overlays and bootstrap CIs.
+
+    One pass over each split gives both the metrics and the per-image rows.
+    """
+    module, ckpt = load_module(ckpt_path)
+    dm = load_datamodule(ckpt, data_root)
+    device = pick_device(accelerator)
+    module.to(device)
+    results: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve())}
+    splits = present_splits(dm, splits)
+    eval_base = run_dir_of(ckpt_path) / f"eval_{Path(ckpt_path).stem}"  # beside checkpoints/
+    for split in splits:
+        dm.setup({"val": "validate", "test": "test"}[split])
+        loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
+        rows, metrics = score_split(module, loader, device, precision)
+        results[split] = metrics
+        if not artifacts:
+            continue
+        summary = write_artifacts(rows, dm.datasets[split], eval_base / split, k=top_k)
+        results[split]["per_image_summary"] = summary
+        print(
+            f"{split}: Dice {summary['dice']:.4f} (95% CI {summary['dice_ci95'][0]:.4f}-"
+            f"{summary['dice_ci95'][1]:.4f}); per-image CSV and overlays in {eval_base / split}"
+        )
+        print(
+            f"{split}: Dice by lesion size (share of the image): "
+            + ", ".join(
+                f"{b['coverage']} {b['dice']:.3f} (n={b['n']})"
+                for b in summary["dice_by_lesion_size"]
+            )
+        )
+    results["dataset"] = dm.identity()
+    path = Path(out) if out else eval_base.parent / f"{eval_base.name}.json"  # names hold dots
+    write_json_atomic(path, results)
+    for split in splits:
+        print(
+            f"{split}/dice={results[split]['dice']:.6f} {split}/dice_global={results[split]['dice_global']:.6f}"
+        )
+    print(f"wrote {path}")
+    return results

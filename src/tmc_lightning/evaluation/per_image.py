@@ -1,0 +1,168 @@
+"""Per-image evaluation artefacts: scores per case, bootstrap intervals, best/worst overlays."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.stats import bootstrap
+
+from tmc_lightning.inference.overlay import overlay
+from tmc_lightning.losses import task_loss
+from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
+
+
+def hd95(pred: np.ndarray, gt: np.ndarray) -> float:
+    """95th-percentile symmetric Hausdorff distance in pixels (MONAI's); NaN if either is empty."""
+    if not pred.any() or not gt.any():
+        return float("nan")
+    from monai.metrics import compute_hausdorff_distance  # seconds to import; only here
+
+    p = torch.from_numpy(np.ascontiguousarray(pred))[None, None]
+    g = torch.from_numpy(np.ascontiguousarray(gt))[None, None]
+    with warnings.catch_warnings():  # MONAI 1.5 warns about its own internal argument
+        warnings.simplefilter("ignore", FutureWarning)
+        return float(compute_hausdorff_distance(p, g, percentile=95, directed=False)[0, 0])
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean (``scipy.stats.bootstrap``)."""
+    if len(values) < 2 or np.ptp(values) == 0:  # scipy's interval is undefined without spread
+        return float(np.mean(values)), float(np.mean(values))
+    res = bootstrap(
+        (np.asarray(values, dtype=np.float64),),
+        np.mean,
+        n_resamples=n,
+        confidence_level=0.95,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@torch.no_grad()
+def score_split(
+    module: torch.nn.Module, loader: Any, device: torch.device, precision: str = "32-true"
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One pass over a split: a row per image and the split's metrics.
+
+    Rows: name, text, Dice, IoU, HD95, predicted and true area (pixels), the predicted mask.
+    Metrics: per-image and global Dice/IoU (the training metrics' own classes) and the task
+    loss, as training's validation logs them.
+    """
+    per_image, global_ = PerImageDiceIoU().to(device), GlobalDiceIoU().to(device)
+    rows, losses = [], []
+    autocast = autocast_for(device, precision)
+    for batch in loader:
+        image, mask = batch["image"].to(device), batch["mask"].to(device)
+        with autocast:
+            logits = module(
+                image, batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            )
+        logits = logits.float()
+        losses.append((task_loss(logits, mask, module.hparams.dice_weight).item(), len(image)))
+        per_image.update(logits, mask)
+        global_.update(logits, mask)
+        dice, iou = per_image.last_scores
+        preds = (logits > 0)[:, 0].cpu().numpy()
+        gts = (mask > 0.5)[:, 0].cpu().numpy()
+        for j in range(len(preds)):
+            rows.append(
+                {
+                    "index": len(rows),
+                    "name": batch["name"][j],
+                    "text": batch["text"][j],
+                    "dice": float(dice[j]),
+                    "iou": float(iou[j]),
+                    "hd95": hd95(preds[j], gts[j]),
+                    "pred_area": int(preds[j].sum()),
+                    "true_area": int(gts[j].sum()),
+                    "_pred": preds[j],
+                }
+            )
+    metrics = {k: float(v) for k, v in {**per_image.compute(), **global_.compute()}.items()}
+    metrics["loss"] = sum(loss * n for loss, n in losses) / max(sum(n for _, n in losses), 1)
+    return rows, metrics
+
+
+AUTOCAST = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def autocast_for(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context Lightning's ``precision`` names (disabled for 32-true)."""
+    if precision not in AUTOCAST:
+        raise ValueError(f"precision={precision!r}: use one of {', '.join(AUTOCAST)}")
+    dtype = AUTOCAST[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+# Ground-truth lesion coverage (share of the image's pixels) that splits the per-image Dice.
+COVERAGE_EDGES = (0.01, 0.05, 0.15)
+
+
+def dice_by_coverage(
+    dice: np.ndarray, coverage: np.ndarray, edges: tuple[float, ...] = COVERAGE_EDGES
+) -> list[dict[str, Any]]:
+    """Mean per-image Dice by ground-truth lesion size: where a model loses its per-image Dice.
+
+    One entry per bin (``no lesion``, ``< 1%``, ``1-5%``, ... of the image), empty bins left out.
+    """
+    bounds = [0.0, *edges, np.inf]
+    bins = [("no lesion", coverage == 0)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        label = (
+            f"< {hi:.0%}" if lo == 0 else (f">= {lo:.0%}" if hi == np.inf else f"{lo:.0%}-{hi:.0%}")
+        )
+        bins.append((label, (coverage > 0) & (coverage >= lo) & (coverage < hi)))
+    return [
+        {"coverage": label, "n": int(sel.sum()), "dice": float(dice[sel].mean())}
+        for label, sel in bins
+        if sel.any()
+    ]
+
+
+def write_artifacts(
+    rows: list[dict[str, Any]], dataset, out_dir: Path, k: int = 4
+) -> dict[str, Any]:
+    """per_image.csv, best/worst-K side-by-side overlays (prediction | ground truth), a summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fields = ["name", "text", "dice", "iou", "hd95", "pred_area", "true_area"]
+    with (out_dir / "per_image.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    for old in [*out_dir.glob("best[0-9]*_*.png"), *out_dir.glob("worst[0-9]*_*.png")]:
+        old.unlink()  # an earlier evaluation's overlays (e.g. with a larger top_k)
+    order = sorted(rows, key=lambda r: r["dice"])
+    for tag, chosen in (("worst", order[:k]), ("best", order[::-1][:k])):
+        for rank, r in enumerate(chosen, start=1):
+            gray = dataset.images[r["index"]]
+            gt = dataset.masks[r["index"]].astype(bool)
+            left = overlay(gray, r["_pred"], f"prediction (Dice {r['dice']:.3f}): {r['text']}")
+            right = overlay(gray, gt, "ground truth", color=(40, 200, 40))
+            pair = Image.new(
+                "RGB", (left.width + right.width + 4, max(left.height, right.height)), "white"
+            )
+            pair.paste(left, (0, 0))
+            pair.paste(right, (left.width + 4, left.height - right.height))
+            pair.save(out_dir / f"{tag}{rank}_{Path(r['name']).stem}.png")
+    dice = np.array([r["dice"] for r in rows])
+    iou = np.array([r["iou"] for r in rows])
+    hd = np.array([r["hd95"] for r in rows])
+    pixels = np.array([r["_pred"].size for r in rows])
+    coverage = np.array([r["true_area"] for r in rows]) / np.maximum(pixels, 1)
+    return {
+        "dice_by_lesion_size": dice_by_coverage(dice, coverage),
+        "n": len(rows),
+        "dice": float(dice.mean()),
+        "dice_ci95": bootstrap_ci(dice),
+        "iou": float(iou.mean()),
+        "iou_ci95": bootstrap_ci(iou),
+        "hd95_median": float(np.nanmedian(hd)) if np.isfinite(hd).any() else None,
+        "hd95_defined_for": int(np.isfinite(hd).sum()),
+    }

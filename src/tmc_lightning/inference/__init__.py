@@ -1,0 +1,1 @@
+"""Inference: load a checkpoint safely, segment images from a prompt, draw overlays and attention."""

@@ -1,0 +1,82 @@
+"""Cross-attention heatmaps (the paper's Fig. 4): ``tmc-explain ckpt_path=... input=img.png text="..."``.
+
+For every MCM stage, the weights with which the visual tokens attend to each word of the prompt
+are drawn over the image, one panel per word plus one averaged over the prompt's words.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tmc_lightning.data.imageio import read_image
+from tmc_lightning.data.text import encodings
+from tmc_lightning.inference.predictor import Predictor
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+@torch.no_grad()
+def attention_maps(
+    predictor: Predictor, gray: np.ndarray, text: str
+) -> tuple[list[str], list[np.ndarray]]:
+    """The prompt's words and, per stage, their maps (n_words, H, W) at the image's size."""
+    model = predictor.module.model
+    if not getattr(model, "mcm", None):
+        raise ValueError(
+            f"model {predictor.module.hparams.model_name!r} has no cross-attention (MCM) to explain; "
+            "use a TMC checkpoint trained with model.mcm=true"
+        )
+    text = predictor.check_text(text, "explain")
+    x, ids, mask = predictor.tensors([gray], [text])
+    out = model.forward_features(x, ids, mask, need_attention=True)
+    # The tokenizer marks what it added ([CLS]/[SEP], CLIP's start and end of text, padding):
+    # those get no panel of their own.
+    enc = encodings(predictor.tokenizer, [text], predictor.max_words)[0]
+    keep = [i for i, s in enumerate(enc.special_tokens_mask) if not s]
+    words = [enc.tokens[i] for i in keep]
+    maps = []
+    for att in out.attentions:  # (1, T, h, w)
+        a = F.interpolate(
+            att[:, keep].float(), size=gray.shape, mode="bilinear", align_corners=False
+        )
+        maps.append(a[0].cpu().numpy())
+    return words, maps
+
+
+def heatmap_figure(gray: np.ndarray, words: list[str], maps: list[np.ndarray], text: str):
+    """Grid: one row per stage, one column per word, plus the prompt average in the last column."""
+    cols, rows = len(words) + 1, len(maps)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.7 * rows + 0.6), squeeze=False)
+    for r, stage in enumerate(maps):
+        panels = [*stage, stage.mean(0)]
+        for c, (ax, heat) in enumerate(zip(axes[r], panels, strict=True)):
+            ax.imshow(gray, cmap="gray")
+            ax.imshow(heat / (heat.max() + 1e-8), cmap="jet", alpha=0.45)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(words[c] if c < len(words) else "mean", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"stage {r + 1}", fontsize=9)
+    fig.suptitle(text, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def explain(ckpt_path: str, source: str, text: str, out: str, device: str = "cpu") -> Path:
+    predictor = Predictor.from_checkpoint(ckpt_path, device)
+    gray = read_image(Path(source))
+    words, maps = attention_maps(predictor, gray, text)
+    fig = heatmap_figure(gray, words, maps, text)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path} ({len(maps)} stages x {len(words)} words + mean)")
+    return path

@@ -1,0 +1,1 @@
+"""Reporting: tables, paired tests and plots over a study's run folders (``tmc-report``)."""

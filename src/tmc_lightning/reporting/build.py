@@ -1,0 +1,157 @@
+"""Aggregate finished training runs into tables, plots and a paired test: ``tmc-report DIR``.
+
+A run folder is one that ``tmc-train`` wrote: ``config.yaml`` and ``metrics.json`` (plus
+``logs/metrics.csv`` and ``per_image_<split>.csv``). Runs are grouped into configurations by
+config keys (seeds never group); each configuration gets mean ± sample std over its runs of
+Dice and IoU under both protocols of spec section 4, next to the paper's number where known.
+Everything lands in ``--out`` (default ``DIR/report``) at once, or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tmc_lightning.reporting.plots import plot_bars, plot_curves
+from tmc_lightning.reporting.runs import (
+    DEFAULT_KEYS,
+    METRICS,
+    SPLITS,
+    Group,
+    ReportError,
+    group_runs,
+    load_runs,
+    mixed_keys,
+    summarise,
+)
+from tmc_lightning.reporting.stats import paired_test, paper_dice, pick
+from tmc_lightning.reporting.tables import (
+    rel_path,
+    table_rows,
+    write_csv,
+    write_markdown,
+    write_tex,
+)
+
+
+def log_wandb(out_dir: Path, groups: list[Group], root: Path, plots: list[Path]) -> Path:
+    """Log the table (and plots) as an offline W&B run in ``out_dir/wandb``; returns its folder."""
+    try:
+        import wandb
+    except ImportError:
+        raise ReportError("--wandb: wandb is not installed (pip install wandb)") from None
+    mode = "online" if os.environ.get("WANDB_MODE") == "online" else "offline"
+    header, rows = table_rows(groups)
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "tmc-lightning"),
+        job_type="report",
+        name=f"report-{root.name}",
+        dir=str(out_dir),
+        mode=mode,
+        config={"source": str(root), "configurations": len(groups)},
+    )
+    run.log(
+        {
+            "report": wandb.Table(columns=header, data=rows),
+            **{p.stem: wandb.Image(str(p)) for p in plots},
+        }
+    )
+    run_dir = Path(run.dir).parent  # .../wandb/offline-run-<stamp>-<id>/files -> the run folder
+    run.finish()
+    return run_dir
+
+
+# ---------------------------------------------------------------- driver
+
+
+def build_report(
+    root: str | Path,
+    out: str | Path | None = None,
+    group_by: list[str] | None = None,
+    paper_dataset: str | None = None,
+    compare: tuple[str, str] | None = None,
+    use_wandb: bool = False,
+    skip_incomplete: bool = False,
+) -> Path:
+    """Write report.md/.csv/.tex, runs.csv and plots for the runs under ``root``; returns --out."""
+    root = Path(root).resolve()
+    out = Path(out).resolve() if out else root / "report"
+    runs = load_runs(root, skip=out, skip_incomplete=skip_incomplete)
+    keys = list(group_by or DEFAULT_KEYS)
+    keys = [k for k in keys if any(k in r.config for r in runs)] if group_by is None else keys
+    groups, varying = group_runs(runs, keys)
+    for g in groups:
+        summarise(g)
+        papers = {paper_dice(r.config, paper_dataset) for r in g.runs}
+        g.paper = papers.pop() if len(papers) == 1 else None  # pooled rows of different kinds
+    constants = {k: runs[0].config.get(k) for k in keys if k not in varying}
+    notes = [
+        f"{g.id} mixes runs that differ in {', '.join(m)} (not a grouping key): add them with --group-by"
+        for g in groups
+        if (m := mixed_keys(g))
+    ]
+    if compare:
+        a, b = pick(groups, compare[0]), pick(groups, compare[1])
+    else:
+        split = "test" if all("test_dice" in g.stats for g in groups) else "val"
+        ranked = sorted(groups, key=lambda g: -np.nan_to_num(g.score(split), nan=-1.0))
+        a, b = (ranked + [None])[:2]
+    test = paired_test(a, b) if b is not None else None
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+    try:
+        plots = [tmp / "ablation_bars.png", tmp / "val_dice_curves.png"]
+        plot_bars(groups, plots[0])
+        if not plot_curves(groups, plots[1]):
+            notes.append("no run has val/dice in logs/metrics.csv: the curve plot is empty")
+        wandb_dir = None
+        if use_wandb:
+            wandb_dir = log_wandb(tmp, groups, root, plots)
+            if tmp in wandb_dir.parents:  # where it will be once the folder is renamed
+                wandb_dir = out / wandb_dir.relative_to(tmp)
+        write_csv(groups, keys, tmp / "report.csv")
+        write_tex(groups, tmp / "report.tex")
+        write_markdown(
+            root, groups, varying, constants, test, notes, plots, wandb_dir, tmp / "report.md"
+        )
+        with (tmp / "runs.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                ["config", "label", "seed", "path", *(f"{s}_{m}" for s in SPLITS for m in METRICS)]
+            )
+            for g in groups:
+                for r in g.runs:
+                    vals = [r.metrics.get(s, {}).get(m, "") for s in SPLITS for m in METRICS]
+                    w.writerow(
+                        [g.id, g.label, r.config.get("seed", ""), rel_path(r.path, root), *vals]
+                    )
+        if out.exists():  # replace an earlier report only once the new one is complete
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def wandb_default() -> bool:
+    if os.environ.get("WANDB_MODE") in (None, "", "disabled"):
+        return False
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,165 @@
+"""The report's tables: Markdown, CSV and LaTeX."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from tmc_lightning.reporting.runs import METRIC_TITLES, METRICS, SPLITS, Group, show_value
+
+
+def _cell(stat: tuple[float, float, int] | None) -> str:
+    if stat is None:
+        return "—"
+    mean, std, _ = stat
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _delta(g: Group) -> float | None:
+    test = g.stats.get("test_dice")
+    return None if g.paper is None or test is None else test[0] - g.paper
+
+
+def table_rows(groups: list[Group]) -> tuple[list[str], list[list[str]]]:
+    header = ["#", "configuration", "n"]
+    header += [f"{s} {METRIC_TITLES[m]}" for s in SPLITS for m in METRICS]
+    header += ["paper Dice", "Δ Dice (test − paper)"]
+    rows = []
+    for g in groups:
+        row = [g.id, g.label, str(len(g.runs))]
+        row += [_cell(g.stats.get(f"{s}_{m}")) for s in SPLITS for m in METRICS]
+        d = _delta(g)
+        row += [f"{g.paper:.2f}" if g.paper is not None else "—", "—" if d is None else f"{d:+.2f}"]
+        rows.append(row)
+    return header, rows
+
+
+def write_csv(groups: list[Group], keys: list[str], path: Path) -> None:
+    fields = ["id", "label", *keys, "n"]
+    fields += [f"{s}_{m}_{x}" for s in SPLITS for m in METRICS for x in ("mean", "std")]
+    fields += ["paper_dice", "delta_dice"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for g in groups:
+            cfg = g.runs[0].config
+            row: list[Any] = [g.id, g.label, *(show_value(cfg.get(k)) for k in keys), len(g.runs)]
+            for s in SPLITS:
+                for m in METRICS:
+                    mean, std, _ = g.stats.get(f"{s}_{m}", (math.nan, math.nan, 0))
+                    row += ["" if math.isnan(mean) else mean, "" if math.isnan(std) else std]
+            d = _delta(g)
+            row += ["" if g.paper is None else g.paper, "" if d is None else d]
+            w.writerow(row)
+
+
+TEX_ESCAPES = str.maketrans(
+    {c: "\\" + c for c in "_&%#$"}
+    | {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "—": "--", "−": "-", "±": r"$\pm$"}
+)
+
+
+def _tex(text: str) -> str:
+    return text.translate(TEX_ESCAPES)
+
+
+def write_tex(groups: list[Group], path: Path) -> None:
+    _, rows = table_rows(groups)
+    sub = " & ".join(["Dice", "IoU", r"Dice\textsubscript{g}", r"IoU\textsubscript{g}"] * 2)
+    lines = [
+        r"% Needs \usepackage{booktabs}. Values in %, mean $\pm$ sample std over seeds.",
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\begin{tabular}{ll" + "r" * 11 + "}",
+        r"\toprule",
+        r" & & & \multicolumn{4}{c}{Validation} & \multicolumn{4}{c}{Test} & & \\",
+        r"\cmidrule(lr){4-7} \cmidrule(lr){8-11}",
+        rf"\# & Configuration & $n$ & {sub} & Paper & $\Delta$ \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(_tex(c) for c in row) + r" \\" for row in rows]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\caption{Dice and IoU (\%) per configuration: per-image mean and global "
+        r"(\textsubscript{g}) protocols; Paper: the paper's test Dice; $\Delta$: test Dice "
+        r"minus Paper.}",
+        r"\label{tab:tmc-report}",
+        r"\end{table}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_markdown(
+    root: Path, groups, varying, constants, test, notes, plots, wandb_dir, path: Path
+) -> None:
+    header, rows = table_rows(groups)
+    n_runs = sum(len(g.runs) for g in groups)
+    out = [f"# Report: {root}", ""]
+    out.append(
+        f"{n_runs} runs in {len(groups)} configurations (rows named by: {', '.join(varying) or 'none varies'})."
+    )
+    if constants:
+        out.append(
+            "Same in every run: "
+            + ", ".join(f"`{k}={show_value(v)}`" for k, v in constants.items())
+            + "."
+        )
+    out += [
+        "",
+        "Values in %: mean ± sample std (ddof=1) over runs (seeds). Per-image: Dice/IoU per image,"
+        " averaged (the paper's protocol); global: tp/fp/fn summed over the split. Paper: the "
+        "paper's test Dice for this row where it has one; Δ = test Dice − paper.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
+    ]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["", "## Paired test (Wilcoxon signed-rank on per-image Dice)", ""]
+    if test is None:
+        out.append("Only one configuration: nothing to compare.")
+    elif "error" in test:
+        out.append(f"{test['a'].id} vs {test['b'].id}: not run ({test['error']}).")
+    else:
+        a, b = test["a"], test["b"]
+        out += [
+            f"A = {a.id} ({a.label}), B = {b.id} ({b.label}); {test['split']} split, per-image Dice "
+            "averaged over each configuration's seeds, paired by image name.",
+            "",
+            "| n images | median Dice A − B | mean Dice A − B | statistic | p-value |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {test['n']} | {100 * test['median_diff']:+.3f} | {100 * test['mean_diff']:+.3f} | "
+            f"{test['statistic']:.1f} | {test['p']:.4g} |",
+        ]
+        if test.get("note"):
+            out += ["", test["note"] + "."]
+    out += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    out += [
+        "",
+        "## Runs",
+        "",
+        "| config | seed | val Dice | test Dice | folder |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for g in groups:
+        for r in g.runs:
+            v, t = (r.metrics.get(s, {}).get("dice") for s in SPLITS)
+            cells = ["—" if x is None else f"{100 * x:.2f}" for x in (v, t)]
+            out.append(
+                f"| {g.id} | {r.config.get('seed', '—')} | {cells[0]} | {cells[1]} | {rel_path(r.path, root)} |"
+            )
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    if wandb_dir:
+        out += ["", f"W&B offline run: `{wandb_dir}` (upload with `wandb sync <that folder>`)."]
+    path.write_text("\n".join(out) + "\n")
+
+
+def rel_path(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path != root else "."
+
+
+# ---------------------------------------------------------------- plots

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the factory that builds a run from its config, callbacks, W&B."""

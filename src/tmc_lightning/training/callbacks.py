@@ -1,0 +1,115 @@
+"""Callbacks and per-image records of a training run (the final scoring writes its CSVs)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch.distributed as dist
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+def checkpoint_callbacks(
+    run_dir: Path, monitor: str, mode: str, save_top_k: int, save_last: bool
+) -> list[L.Callback]:
+    """The best checkpoint by ``monitor`` (first: ``trainer.checkpoint_callback``) and last.ckpt."""
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=save_top_k,
+            filename="best-epoch{epoch:03d}-dice{val/dice:.4f}",
+            auto_insert_metric_name=False,
+        )
+    ]
+    if save_last:
+        # last.ckpt after every epoch, from its own callback: a monitored checkpoint's
+        # save_last (Lightning 2.6) writes it only when the best improves, so a resume would
+        # rewind to the best epoch instead of continuing from the last one.
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
+    return callbacks
+
+
+class PerImageRecorder(L.Callback):
+    """Records each image's Dice and IoU, by name, while ``trainer.validate``/``test`` run.
+
+    It reads the per-image values the module's ``PerImageDiceIoU`` (``metrics[<stage>_image]``)
+    computed for the batch, so the scores equal the logged metric and cost no second pass.
+    ``rows[stage]`` holds one ``{"name", "dice", "iou"}`` per image, in dataset order.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+
+    def _start(self, stage: str) -> None:
+        self.rows[stage] = []
+
+    def _batch_end(self, pl_module: L.LightningModule, batch: dict[str, Any], stage: str) -> None:
+        scores = pl_module.metrics[f"{stage}_image"].last_scores
+        if scores is None:
+            return
+        dice, iou = (s.tolist() for s in scores)
+        for name, d, i in zip(batch["name"], dice, iou, strict=True):
+            self.rows[stage].append({"name": name, "dice": d, "iou": i})
+
+    def _end(self, trainer: L.Trainer, stage: str) -> None:
+        if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+            return
+        parts: list[Any] = [None] * trainer.world_size
+        dist.all_gather_object(parts, self.rows[stage])
+        self.rows[stage] = merge_ranks(parts)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start("val")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_) -> None:
+        self._batch_end(pl_module, batch, "val")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._end(trainer, "val")
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start("test")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_) -> None:
+        self._batch_end(pl_module, batch, "test")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._end(trainer, "test")
+
+
+def merge_ranks(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per-rank rows back in dataset order, each image once.
+
+    The unshuffled DistributedSampler deals index k*W + r to rank r and pads the last round
+    with repeats of the first indices.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for k in range(max((len(p) for p in parts), default=0)):
+        for part in parts:
+            if k < len(part):
+                merged.setdefault(part[k]["name"], part[k])
+    return list(merged.values())
+
+
+def write_scores_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``name,dice,iou`` per image, written via a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["name", "dice", "iou"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)

@@ -1,0 +1,178 @@
+"""Everything a run is built from, out of one Hydra config: datamodule, module and trainer.
+
+This is the one place that reads the ``text_encoder=`` group and the ``model.pretrained`` /
+``model.freeze_text`` / ``model.align`` switches: it turns them into resolved encoder settings
+(models see only those) and picks the tokenizer from the same settings. Every section the
+code reads (``model``, ``dataset``, ``optim``, ``loss``, ``perf``) is checked key by key first,
+so a misspelt override is an error at start rather than a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from tmc_lightning.data.datamodule import (
+    TextSegDataModule,
+    datamodule_from_config,
+    datamodule_keys,
+)
+from tmc_lightning.errors import ConfigError, check_keys
+from tmc_lightning.models import model_class
+from tmc_lightning.training.module import SegmentationModule
+
+# conf/model/*.yaml keys that are config-group switches, not network settings.
+MODEL_SWITCHES = ("name", "text_encoder", "pretrained", "freeze_text")
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    name: str = "adamw"  # adam | adamw
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"  # cosine | none
+    warmup_epochs: int = 1
+    min_lr_ratio: float = 0.01
+
+
+@dataclasses.dataclass
+class LossConfig:
+    dice_weight: float = 0.0  # soft Dice beside BCE (0 = BCE only, the paper's)
+    align_weight: float = 0.1  # lambda of the multi-stage alignment loss (0 = off)
+
+
+@dataclasses.dataclass
+class PerfConfig:
+    channels_last: Any = "auto"  # true | false | auto
+    compile: bool = False
+    sdpa: bool = True
+
+
+def section(cfg: DictConfig, key: str, schema: type) -> Any:
+    """``cfg.<key>`` as the ``schema`` dataclass; an unknown key raises, a missing one defaults."""
+    values = OmegaConf.to_container(cfg[key], resolve=True) if key in cfg else {}
+    check_keys(values, [f.name for f in dataclasses.fields(schema)], key)
+    return schema(**values)
+
+
+# -- text: resolved once --------------------------------------------------------------------
+def text_choice(text_encoder: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``model.text`` settings a ``text_encoder=`` choice (conf/text_encoder/) names."""
+    if not text_encoder:
+        return None
+    choice = dict(text_encoder)
+    if "path" in choice:
+        path = choice.pop("path")
+        if path in (None, "", "???"):
+            raise ConfigError(
+                "text_encoder=local needs the encoder's folder: add text_encoder.path=/path/to/dir "
+                "(a Hugging Face model folder: config.json, weights and tokenizer files)"
+            )
+        choice["name"] = str(path)
+    if not choice.get("name"):
+        raise ConfigError(
+            f"text_encoder={text_encoder} names no encoder: set text_encoder.name=<hub name> "
+            "or use text_encoder=local text_encoder.path=/path/to/dir"
+        )
+    check_keys(choice, ("name", "pretrained", "freeze"), "text_encoder")
+    return choice
+
+
+def model_kwargs(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    """The registry name and the network's keyword overrides, switches resolved."""
+    values = OmegaConf.to_container(cfg.model, resolve=True)
+    name = values.pop("name")
+    choice = text_choice(values.pop("text_encoder", None))
+    pretrained, freeze = values.pop("pretrained", None), values.pop("freeze_text", None)
+    values.pop("align", None)  # decided by loss weight (see loss_weights)
+    presets = model_class(name).presets
+    sample = next(iter(presets.values()), None)
+    if choice is not None:  # the group's choice first, explicit model.text keys on top
+        values["text"] = {**choice, **(values.get("text") or {})}
+    for key, flag in (("vision", pretrained), ("text", pretrained)):
+        if flag is not None and hasattr(sample, key):
+            values[key] = {**(values.get(key) or {}), "pretrained": flag}
+    if pretrained is not None and hasattr(sample, "pretrained"):
+        values["pretrained"] = pretrained  # e.g. TransUNet's own ResNet switch
+    if freeze is not None and hasattr(sample, "text"):
+        values["text"] = {**(values.get("text") or {}), "freeze": freeze}
+    return name, values
+
+
+def loss_weights(cfg: DictConfig) -> LossConfig:
+    """``loss.*``, with ``model.align=false`` meaning lambda = 0 (no alignment heads)."""
+    loss = section(cfg, "loss", LossConfig)
+    if OmegaConf.select(cfg, "model.align", default=True) is False:
+        loss.align_weight = 0.0
+    return loss
+
+
+def tokenizer_for(cfg: DictConfig) -> str | None:
+    """A pretrained text encoder brings its own tokenizer; otherwise None (built from the data)."""
+    name, kwargs = model_kwargs(cfg)
+    cls = model_class(name)
+    if not cls.uses_text:
+        return None
+    text = cls.make_config(kwargs).text
+    return text.name if text.pretrained else None
+
+
+# -- builders -------------------------------------------------------------------------------
+def check_config(cfg: DictConfig) -> None:
+    """Every section the code reads, key by key; raises :class:`ConfigError` on the first typo."""
+    name, kwargs = model_kwargs(cfg)
+    model_class(name).make_config(kwargs)
+    for key, schema in (("optim", OptimConfig), ("loss", LossConfig), ("perf", PerfConfig)):
+        section(cfg, key, schema)
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    check_keys(dataset, datamodule_keys(dataset.get("name")), "dataset")
+
+
+def make_datamodule(cfg: DictConfig) -> TextSegDataModule:
+    """The run's DataModule, with the text encoder's tokenizer when it is pretrained."""
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    return datamodule_from_config(dataset, tokenizer_for(cfg))
+
+
+def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
+    name, kwargs = model_kwargs(cfg)
+    if model_class(name).uses_text:
+        kwargs["vocab_size"] = dm.vocab_size
+    optim, loss = section(cfg, "optim", OptimConfig), loss_weights(cfg)
+    perf = section(cfg, "perf", PerfConfig)
+    return SegmentationModule(
+        model_name=name,
+        model_kwargs=kwargs,
+        dice_weight=loss.dice_weight,
+        align_weight=loss.align_weight,
+        optimizer=optim.name,
+        lr=optim.lr,
+        weight_decay=optim.weight_decay,
+        scheduler=optim.scheduler,
+        warmup_epochs=optim.warmup_epochs,
+        max_epochs=cfg.trainer.max_epochs,
+        min_lr_ratio=optim.min_lr_ratio,
+        seed=cfg.seed,
+        channels_last=use_channels_last(cfg),
+        compile=bool(perf.compile),
+        sdpa=bool(perf.sdpa),
+    )
+
+
+def use_channels_last(cfg: DictConfig) -> bool:
+    """``perf.channels_last``: true, false, or auto (what tmc-bench measured as faster).
+
+    auto: on GPUs, yes; on CPUs, yes for the narrow ``tiny``/``small`` presets and no for
+    ``paper``, whose wide full-resolution convolutions ran faster in NCHW on the 2-core CPU
+    (experiments/results/bench_cpu.md).
+    """
+    # select(): a run resumed from a config saved before the perf section still loads
+    value = OmegaConf.select(cfg, "perf.channels_last", default=False)
+    if str(value).lower() != "auto":
+        return bool(value)
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return gpu or OmegaConf.select(cfg, "model.preset", default="small") != "paper"

@@ -1,0 +1,58 @@
+"""Checkpoints written before the redesign still load, evaluate and predict the same numbers,
+and training and prediction turn an image into the same network input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tmc_lightning.data.imageio import read_image
+from tmc_lightning.evaluation.evaluate import evaluate
+from tmc_lightning.inference.checkpoint import load_datamodule, read_checkpoint
+from tmc_lightning.inference.predict import predict
+from tmc_lightning.inference.predictor import Predictor
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OLD = FIXTURES / "tmc_tiny_premove.ckpt"
+REF = json.loads((FIXTURES / "tmc_tiny_premove.json").read_text())
+
+
+def test_premove_checkpoint_evaluates_to_the_recorded_metrics(cache_dir, tmp_path):
+    out = evaluate(str(OLD), ["val", "test"], out=str(tmp_path / "eval.json"), artifacts=False)
+    for split in ("val", "test"):
+        for key in ("dice", "iou", "dice_global", "iou_global"):
+            assert out[split][key] == pytest.approx(REF[split][key], abs=1e-5), (split, key)
+        # val/loss is the task loss alone now; before, it included lambda x L_align (> 0).
+        assert 0 < out[split]["loss"] < REF[split]["loss"]
+
+
+def test_premove_checkpoint_predicts_the_recorded_probabilities(tmp_path):
+    ref = REF["predict"]
+    predictor = Predictor.from_checkpoint(OLD)
+    gray = read_image(FIXTURES / ref["image"])
+    prob = predictor.probabilities([gray], [ref["text"]])[0]
+    assert prob.mean() == pytest.approx(ref["prob_mean"], abs=1e-6)
+    assert int((prob > 0.5).sum()) == ref["mask_pixels"] > 0
+    grid = [float(prob[i * 4, j * 4]) for i in range(0, 16, 5) for j in range(0, 16, 5)]
+    np.testing.assert_allclose(grid, ref["prob_rows_16"], atol=1e-6)
+    written = predict(str(OLD), str(FIXTURES / ref["image"]), ref["text"], str(tmp_path))
+    assert {p.name for p in written} == {"synthetic_test3_mask.png", "synthetic_test3_overlay.png"}
+
+
+def test_datamodule_and_predictor_make_identical_inputs(cache_dir):
+    """The same file through the training data path and the predictor: the same tensor."""
+    ckpt = read_checkpoint(OLD)
+    dm = load_datamodule(ckpt)
+    dm.prepare_data()
+    dm.setup("test")
+    predictor = Predictor.from_checkpoint(OLD)
+    for i in (0, 3, 7):
+        item = dm.datasets["test"][i]  # evaluation items: no augmentation
+        sample = dm.samples["test"][i]
+        image, ids, mask = predictor.tensors([read_image(sample.image)], [sample.text])
+        assert torch.equal(item["image"], image[0]), sample.image
+        assert torch.equal(item["input_ids"], ids[0]) and torch.equal(
+            item["attention_mask"], mask[0]
+        )
