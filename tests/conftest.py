@@ -14,7 +14,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from tmc_lightning import weights  # noqa: E402
 from tmc_lightning.utils import CONF_DIR  # noqa: E402
+
+# Fetched pretrained weights stay where `make weights` put them, though tests move the cache.
+os.environ.setdefault("TMC_WEIGHTS_DIR", str(weights.cache_root()))
 
 SHARED_QATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "QaTa-COV19"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tmc_lightning.data import synthetic
-from tmc_lightning.data.imageio import read_image as read_gray
+from tmc_lightning.data.imageio import read_image
 from tmc_lightning.inference.checkpoint import load_datamodule, read_checkpoint
 from tmc_lightning.inference.predictor import Predictor
 
@@ -39,7 +39,7 @@ def main(ckpt: str) -> int:
         zones = {tuple(z) for z in case["targets"] + case["distractors"]}
         if not set(PROMPTS) <= zones:
             continue
-        gray = read_gray(root / "Test_Folder" / "img" / case["image"])
+        gray = read_image(root / "Test_Folder" / "img" / case["image"])
         zmap = synthetic.zone_map(gray.shape[0], case, convention)
         for zone, prompt in PROMPTS.items():
             mask = predictor.probabilities([gray], [prompt])[0] > 0.5

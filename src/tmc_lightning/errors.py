@@ -1,4 +1,4 @@
-"""Configuration errors shared by every stage: a misspelt key fails at start, never silently."""
+"""Errors shared by every stage: a misspelt key fails at start, never silently; weights offline."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from collections.abc import Iterable
 
 class ConfigError(ValueError):
     """A setting is unknown or malformed; the message names it and says what is valid."""
+
+
+class EncoderUnavailableError(RuntimeError):
+    """Pretrained weights could not be found locally and cannot be downloaded here."""
 
 
 def check_keys(given: Iterable[str], valid: Iterable[str], where: str) -> None:

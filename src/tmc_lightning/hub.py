@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
 
+from tmc_lightning import weights
+from tmc_lightning.errors import EncoderUnavailableError
+
 T = TypeVar("T")
 
-
-class EncoderUnavailableError(RuntimeError):
-    """A pretrained encoder could not be found locally and the hub cannot be reached."""
+__all__ = ["EncoderUnavailableError", "hub_reachable", "load_hf"]
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -39,11 +40,18 @@ def load_hf(loader: Callable[..., T], name: str, what: str, key: str = TEXT_KEY)
     A local directory never touches the network; a hub name is tried online only when the
     hub answers, so an offline machine fails in seconds instead of retrying for a minute.
     """
+    name = weights.resolve(name)  # weights:<name> -> the folder tmc-weights fetched
     local = Path(name).expanduser().is_dir()
     offline = local or not hub_reachable()
     try:
         return loader(str(Path(name).expanduser()) if local else name, local_files_only=offline)
     except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):
+            raise EncoderUnavailableError(
+                f"The {what} {name!r} ships its own model code, which runs only when you allow it: "
+                "set text_encoder.trust_remote_code=true (or +model.text.trust_remote_code=true) "
+                "if you trust its source; it executes that code on this machine"
+            ) from None
         raise EncoderUnavailableError(offline_message(name, what, key, local, err)) from None
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from tmc_lightning.models.base import AlignFeatures
+if TYPE_CHECKING:  # the type only: the paper's equations need no network code
+    from tmc_lightning.models.base import AlignFeatures
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tmc_lightning.data.imageio import read_image
 from tmc_lightning.evaluation.evaluate import evaluate
@@ -56,3 +57,52 @@ def test_datamodule_and_predictor_make_identical_inputs(cache_dir):
         assert torch.equal(item["input_ids"], ids[0]) and torch.equal(
             item["attention_mask"], mask[0]
         )
+
+
+def test_the_commands_accept_the_premove_checkpoint(cache_dir, tmp_path):
+    """tmc-eval and tmc-predict as a user runs them, on the checkpoint of an earlier version."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMC_CACHE_DIR": str(cache_dir)}
+    out = tmp_path / "eval.json"
+    ev = [sys.executable, "-m", "tmc_lightning.evaluate", f"ckpt_path={OLD}", f"out={out}"]
+    done = subprocess.run(
+        [*ev, "splits=[val]"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(out.read_text())["val"]["dice"] == pytest.approx(REF["val"]["dice"], abs=1e-5)
+    assert (tmp_path / "eval" / "val" / "per_image.csv").is_file()  # artefacts beside out=
+    ref = REF["predict"]
+    pr = [sys.executable, "-m", "tmc_lightning.predict", f"ckpt_path={OLD}"]
+    pr += [f"input={FIXTURES / ref['image']}", f"text='{ref['text']}'", f"out={tmp_path / 'p'}"]
+    done = subprocess.run(pr, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    mask = np.asarray(Image.open(tmp_path / "p" / "synthetic_test3_mask.png"))
+    assert int((mask > 0).sum()) == ref["mask_pixels"]
+
+
+def test_an_odd_colour_image_decodes_and_resizes_the_same_in_both_paths(tmp_path):
+    """RGB, 16-bit and odd sizes: the cache's decode + resize and the predictor's agree."""
+    from PIL import Image
+
+    from tmc_lightning.data.datamodule import TripleDataset
+    from tmc_lightning.data.imageio import load_image
+    from tmc_lightning.data.layouts import Sample
+
+    predictor = Predictor.from_checkpoint(OLD)
+    rng = np.random.default_rng(0)
+    files = {
+        "rgb.png": rng.integers(0, 255, (77, 91, 3), dtype=np.uint8),
+        "deep.png": rng.integers(0, 65535, (70, 65), dtype=np.uint16),
+    }
+    for name, array in files.items():
+        Image.fromarray(array).save(tmp_path / name)
+        sample = Sample(image=tmp_path / name, mask=tmp_path / name, text="x")
+        cached = load_image(sample.image, predictor.image_size)[None]  # what the cache holds
+        ds = TripleDataset(
+            [sample], cached, cached, (torch.zeros(1, 4).long(), torch.ones(1, 4).long())
+        )
+        image, _, _ = predictor.tensors([read_image(sample.image)], ["x"])
+        assert torch.equal(ds[0]["image"], image[0]), name

@@ -1,8 +1,8 @@
 """End-to-end: training runs, run folders, checkpoint reload, evaluation, determinism, resume."""
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -260,10 +260,18 @@ def test_zero_alignment_weight_builds_no_alignment_heads(cache_dir):
     # model.align=false is lambda = 0: no heads, and the module records the weight it used
     off = make_module(tiny_cfg(cache_dir, "model.align=false"), dm)
     assert off.model.align_heads is None and off.hparams.align_weight == 0
-    # Used directly, the module decides from its own weight whatever the kwargs say.
-    kwargs = {"preset": "tiny", "image_size": 64, "vocab_size": 50, "align": True}
-    assert SegmentationModule("tmc", kwargs, align_weight=0).model.align_heads is None
-    on = SegmentationModule("tmc", {**kwargs, "align": False}, align_weight=0.1)
+    # Used directly, the heads exist exactly when the recorded weight is > 0: align=True with
+    # lambda = 0 builds none; align=False (an ablation, as earlier checkpoints store it) is
+    # lambda = 0 and recorded so.
+    kwargs = {"preset": "tiny", "image_size": 64, "vocab_size": 50}
+    assert (
+        SegmentationModule("tmc", {**kwargs, "align": True}, align_weight=0).model.align_heads
+        is None
+    )
+    off = SegmentationModule("tmc", {**kwargs, "align": False}, align_weight=0.1)
+    assert off.model.align_heads is None and off.hparams.align_weight == 0
+    assert off.hparams.model_kwargs["align"] is False
+    on = SegmentationModule("tmc", kwargs, align_weight=0.1)
     assert on.model.align_heads is not None and on.hparams.model_kwargs["align"] is True
 
 

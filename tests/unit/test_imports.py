@@ -40,8 +40,14 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path) -> list[str]:
-    """Every module ``path`` imports, anywhere in the file (inside functions too)."""
+    """Every module ``path`` imports, anywhere in the file (inside functions too).
+
+    Only ``if TYPE_CHECKING:`` blocks are left out: they never run.
+    """
     tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
     here = module_name(path).split(".")
     if path.name != "__init__.py":
         here = here[:-1]
@@ -106,6 +112,25 @@ def test_imports_follow_the_stage_order():
                 bad.append(f"{module} -> {target} (no stage folder imports cli)")
             if stage in FORBIDDEN and tstage in FORBIDDEN[stage]:
                 bad.append(f"{module} -> {target} ({stage} never imports {tstage})")
+    assert not bad, "\n".join(bad)
+
+
+# Top-level modules every stage may use: they import no stage folder (only each other).
+SHARED = ("errors", "hub", "utils", "weights", "losses", "metrics")
+ENTRY_POINTS = ("train", "evaluate", "predict", "explain")  # python -m tmc_lightning.<name>
+
+
+def test_shared_modules_import_no_stage_and_entry_points_only_cli():
+    bad = []
+    for module, targets in GRAPH.items():
+        short = module.removeprefix("tmc_lightning.")
+        for target in targets:
+            if short in SHARED and stage_of(target) is not None:
+                bad.append(f"{module} -> {target} (shared modules import no stage)")
+            if short in ENTRY_POINTS and stage_of(target) != "cli":
+                bad.append(f"{module} -> {target} (entry points only call cli/)")
+    top = {m.removeprefix("tmc_lightning.") for m in MODULES if m.count(".") == 1}
+    assert top - {*STAGES} == {*SHARED, *ENTRY_POINTS}, top
     assert not bad, "\n".join(bad)
 
 

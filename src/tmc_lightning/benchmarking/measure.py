@@ -1,6 +1,6 @@
 """The measurements behind ``tmc-bench``: train step, inference, memory, FLOPs, matmul, data.
 
-Each function times one thing on one device and returns plain numbers; ``bench.py`` chooses
+Each function times one thing on one device and returns plain numbers; ``run.py`` chooses
 what to run and writes the report.
 """
 
@@ -19,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
+from tmc_lightning import weights
 from tmc_lightning.models import model_class
 from tmc_lightning.training.module import SegmentationModule
 
@@ -65,11 +66,18 @@ def bench_model_kwargs(name: str, preset: str, image_size: int, max_words: int) 
     if getattr(getattr(preset_cfg, "vision", None), "pretrained", False):
         kw["vision"] = {"pretrained": False}
     if cls.uses_text:
-        hub_text = bool(preset_cfg.text.name)
-        kw.update(max_words=max_words, vocab_size=BERT_BASE_VOCAB if hub_text else 1000)
+        name = preset_cfg.text.name
+        fetched = bool(name) and name.startswith(weights.PREFIX) and weights_here(name)
+        hub_text = bool(name) and not fetched  # fetched weights (tmc-weights) load offline
+        vocab = None if fetched else BERT_BASE_VOCAB if hub_text else 1000
+        kw.update(max_words=max_words, vocab_size=vocab)
         if hub_text:  # transformers' BertConfig() defaults are bert-base's architecture
             kw["text"] = {"config": {"model_type": "bert"}}
     return kw
+
+
+def weights_here(reference: str) -> bool:
+    return weights.weights_path(reference.removeprefix(weights.PREFIX)).exists()
 
 
 def build_module(

@@ -144,7 +144,7 @@ def bench_row(
     """All measurements of one model x preset x variant (raises on failure)."""
     kwargs = bm.bench_model_kwargs(model, preset, args.image_size, args.max_words)
     module = bm.build_module(model, kwargs, flags, device)
-    vocab = kwargs.get("vocab_size", 1000)
+    vocab = kwargs.get("vocab_size") or bm.BERT_BASE_VOCAB  # None: a fetched BERT's own
     batch = bm.synthetic_batch(args.batch, args.image_size, args.max_words, vocab, device)
     row: dict[str, Any] = {"params_m": sum(p.numel() for p in module.parameters()) / 1e6}
     with bm.peak_memory(device) as mem:
@@ -191,7 +191,7 @@ def run(
     """Every row of the benchmark; ``data_settings``: the composed ``dataset=`` config, or None."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.set_float32_matmul_precision("high")  # as train.py: TF32 on GPUs that have it
+    torch.set_float32_matmul_precision("high")  # as training does: TF32 on GPUs that have it
     device = pick_device(args.device)
     machine = machine_info(device)
     print(machine_line(machine), flush=True)

@@ -7,12 +7,14 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from tmc_lightning.cli.common import one_line_errors
 from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.data.inspect import report
 from tmc_lightning.utils import CONF_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="check")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     dm = datamodule_from_config(OmegaConf.to_container(cfg.dataset, resolve=True))
     dm.prepare_data()

@@ -1,8 +1,8 @@
 """The image-to-model-input function, and joint image/mask augmentation that keeps the text true.
 
 :func:`image_to_tensor` is the only place a decoded image becomes network input: the
-DataModule (training and evaluation), the predictor (``tmc-predict``, ``tmc-explain``) and any
-export call it, so they cannot drift apart.
+DataModule (training and evaluation) and the predictor (``tmc-predict``, ``tmc-explain``) call
+it, so they cannot drift apart. (The nnU-Net export writes decoded gray images, not inputs.)
 
 
 Affine jitter, brightness/contrast and noise move lungs and lesions together, so zone names stay

@@ -73,7 +73,11 @@ def evaluate(
     module.to(device)
     results: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve())}
     splits = present_splits(dm, splits)
-    eval_base = run_dir_of(ckpt_path) / f"eval_{Path(ckpt_path).stem}"  # beside checkpoints/
+    # Artefacts go beside the JSON: <out without .json>/<split>/, or by default
+    # <run>/eval_<checkpoint>/<split>/ beside the run's checkpoints/ folder.
+    eval_base = (
+        Path(out).with_suffix("") if out else run_dir_of(ckpt_path) / f"eval_{Path(ckpt_path).stem}"
+    )
     for split in splits:
         dm.setup({"val": "validate", "test": "test"}[split])
         loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from tmc_lightning.data.imageio import read_image
 from tmc_lightning.data.text import encodings
+from tmc_lightning.inference.checkpoint import CheckpointError
 from tmc_lightning.inference.predictor import Predictor
 
 matplotlib.use("Agg")
@@ -28,7 +29,7 @@ def attention_maps(
     """The prompt's words and, per stage, their maps (n_words, H, W) at the image's size."""
     model = predictor.module.model
     if not getattr(model, "mcm", None):
-        raise ValueError(
+        raise CheckpointError(
             f"model {predictor.module.hparams.model_name!r} has no cross-attention (MCM) to explain; "
             "use a TMC checkpoint trained with model.mcm=true"
         )

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from tmc_lightning.data.datamodule import DATAMODULES
+from tmc_lightning.data.layouts import DataError
 from tmc_lightning.data.text import encode
 from tmc_lightning.data.transforms import model_input
 from tmc_lightning.inference.checkpoint import CheckpointError, load_module
@@ -59,7 +60,7 @@ class Predictor:
     def check_text(self, text: str | None, where: str) -> str:
         text = (text or "").strip()
         if not text and self.uses_text:
-            raise ValueError(
+            raise DataError(
                 f"{where}: model {self.module.hparams.model_name!r} is text-guided and needs a prompt; "
                 'pass text="..." (e.g. text="Unilateral pulmonary infection, lower left lung.")'
             )

@@ -64,6 +64,10 @@ class SegmentationNet(nn.Module):
                 kwargs[key] = False if key == "pretrained" else None
         return kwargs
 
+    def encoder_modules(self) -> list[nn.Module]:
+        """The pretrained encoders inside this network (their parameters may train slower)."""
+        return []
+
     def forward_features(
         self,
         image: torch.Tensor,

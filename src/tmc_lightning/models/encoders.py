@@ -1,4 +1,4 @@
-"""Staged encoders: a timm Swin and a Hugging Face text encoder, run one stage at a time.
+"""A Hugging Face text encoder run one stage at a time (the visual side: ``backbones.py``).
 
 TMC interleaves the two encoders (stage i of each, then cross-attention), so both expose
 ``embed`` (stage-0 input) and ``stage(i, x)`` instead of a single ``forward``.
@@ -9,48 +9,21 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
-from tmc_lightning.hub import EncoderUnavailableError, hub_reachable, load_hf
+from tmc_lightning.hub import load_hf
 from tmc_lightning.models.attention import hf_attn_implementation
-from tmc_lightning.models.configs import TextConfig, VisionConfig
-
-
-class StagedSwin(nn.Module):
-    """A timm Swin Transformer split into patch embedding + 4 stages (strides 4, 8, 16, 32)."""
-
-    def __init__(self, config: VisionConfig, img_size: int = 224) -> None:
-        super().__init__()
-        kwargs: dict[str, Any] = {"num_classes": 0, "img_size": img_size, **config.timm_overrides()}
-        if config.pretrained and config.checkpoint:
-            kwargs["pretrained_cfg_overlay"] = {"file": config.checkpoint}
-        elif config.pretrained and not hub_reachable():
-            raise EncoderUnavailableError(
-                f"Could not load pretrained visual encoder {config.name!r} (model.vision.name): the "
-                "Hugging Face hub is unreachable. Download the timm weights file elsewhere and set "
-                "+model.vision.checkpoint=/path/to/weights.safetensors, or train from random weights "
-                "with model.pretrained=false."
-            )
-        self.model = timm.create_model(config.name, pretrained=config.pretrained, **kwargs)
-        self.model.head = nn.Identity()
-        self.model.norm = nn.Identity()  # unused: each stage's output feeds MCM / the U-Net
-        self.channels: list[int] = [info["num_chs"] for info in self.model.feature_info]
-        assert len(self.channels) == 4, "TMC expects a 4-stage Swin"
-
-    def embed(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model.patch_embed(image)  # (B, H/4, W/4, C0), channels last
-
-    def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        return self.model.layers[i](x)  # (B, H_i, W_i, C_i)
+from tmc_lightning.models.configs import TextConfig
 
 
 class StagedTextEncoder(nn.Module):
-    """A text encoder whose transformer layers are split evenly into ``num_stages`` groups.
+    """A text encoder whose transformer layers are split into ``num_stages`` groups.
 
-    Two families: BERT-like models (``.embeddings`` + ``.encoder.layer``; bidirectional) and
-    CLIP's text tower (``CLIPTextModel``: ``.embeddings`` + ``.encoder.layers`` +
+    L layers split as evenly as possible, the first ``L mod num_stages`` stages taking one more
+    (6 layers: 2, 2, 1, 1; 12: 3 each). Families: BERT-like bidirectional encoders (BERT,
+    RoBERTa, ELECTRA: ``.embeddings`` + ``.encoder.layer``; DistilBERT: ``.transformer.layer``)
+    and CLIP's text tower (``CLIPTextModel``: ``.embeddings`` + ``.encoder.layers`` +
     ``.final_layer_norm``; causal). ``name`` is a hub name or a local directory; a full CLIP
     checkpoint (``openai/clip-vit-base-patch32``) contributes only its text tower. With
     ``name=None`` a randomly initialised BERT is built from the config's sizes (hidden_size,
@@ -73,25 +46,24 @@ class StagedTextEncoder(nn.Module):
         super().__init__()
         self.model = load_text_model(config, vocab_size)
         self.is_clip = self.model.config.model_type == CLIP_TEXT
-        if not self.is_clip and not (
-            hasattr(self.model, "embeddings")
-            and hasattr(getattr(self.model, "encoder", None), "layer")
-        ):
+        self._layer_path = next((p for p in LAYER_PATHS if _get(self.core, p) is not None), None)
+        if self._layer_path is None or not hasattr(self.core, "embeddings"):
             raise ValueError(
-                f"text encoder {config.name!r} ({self.model.config.model_type}) is neither "
-                "BERT-like (.embeddings and .encoder.layer) nor CLIP's text tower; choose another"
+                f"text encoder {config.name!r} ({self.model.config.model_type}) has no "
+                "embeddings and transformer layers where BERT, RoBERTa, ELECTRA, DistilBERT or "
+                "CLIP keep them; choose one of those families"
             )
         if embeddings_only:  # LViT reads the token embeddings only
             self._set_layers(nn.ModuleList())
             if self.is_clip:
                 self.core.final_layer_norm = nn.Identity()
-        elif len(self.layers) % num_stages != 0:
+        elif len(self.layers) < num_stages:
             raise ValueError(
-                f"text encoder has {len(self.layers)} layers, not divisible into {num_stages} stages"
+                f"text encoder has {len(self.layers)} layers, fewer than the {num_stages} stages"
             )
         self.hidden_size: int = self.model.config.hidden_size
-        self.per_stage = len(self.layers) // num_stages
         self.num_stages = num_stages
+        self.bounds = stage_bounds(len(self.layers), num_stages)
         # Older CLIP layers take the causal mask as a separate, required argument.
         self._legacy_clip_call = (
             self.is_clip
@@ -108,17 +80,20 @@ class StagedTextEncoder(nn.Module):
 
     @property
     def layers(self) -> nn.ModuleList:
-        return self.core.encoder.layers if self.is_clip else self.core.encoder.layer
+        return _get(self.core, self._layer_path)
 
     def _set_layers(self, layers: nn.ModuleList) -> None:
-        setattr(self.core.encoder, "layers" if self.is_clip else "layer", layers)
+        parent, _, leaf = self._layer_path.rpartition(".")
+        setattr(_get(self.core, parent), leaf, layers)
 
     def resolved_config(self) -> dict[str, Any]:
         """The plain config dict that rebuilds this encoder without the hub."""
         return self.model.config.to_dict()
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.core.embeddings(input_ids=input_ids)  # (B, T, D)
+        x = self.core.embeddings(input_ids=input_ids)  # (B, T, E)
+        project = getattr(self.core, "embeddings_project", None)  # ELECTRA: E -> D
+        return project(x) if project is not None else x  # (B, T, D)
 
     def attention_bias(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) 1 = word, 0 = pad  ->  the mask the layers' attention kernel takes.
@@ -139,7 +114,7 @@ class StagedTextEncoder(nn.Module):
         return torch.zeros(keep.shape, device=keep.device).masked_fill(~keep, blocked)
 
     def stage(self, i: int, x: torch.Tensor, attention_bias: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[i * self.per_stage : (i + 1) * self.per_stage]:
+        for layer in self.layers[self.bounds[i] : self.bounds[i + 1]]:
             if self._legacy_clip_call:
                 out = layer(x, attention_bias, None)
             else:
@@ -162,6 +137,23 @@ class StagedTextEncoder(nn.Module):
 
 
 CLIP_TEXT = "clip_text_model"
+# Where each family keeps its transformer layers (relative to the module with the embeddings).
+LAYER_PATHS = ("encoder.layer", "encoder.layers", "transformer.layer")
+
+
+def _get(module: nn.Module, path: str) -> Any:
+    for part in path.split("."):
+        module = getattr(module, part, None)
+    return module
+
+
+def stage_bounds(n_layers: int, n_stages: int) -> list[int]:
+    """Layer indices where each stage starts (plus the end): the first ``n mod s`` get one more.
+
+    ``stage_bounds(6, 4) == [0, 2, 4, 5, 6]``: stages of 2, 2, 1 and 1 layers.
+    """
+    sizes = [n_layers // n_stages + (i < n_layers % n_stages) for i in range(n_stages)]
+    return [sum(sizes[:i]) for i in range(n_stages + 1)]
 
 
 def load_text_model(config: TextConfig, vocab_size: int | None) -> nn.Module:
@@ -186,11 +178,18 @@ def load_text_model(config: TextConfig, vocab_size: int | None) -> nn.Module:
         return _from_config(AutoConfig.for_model(**stored))
     if config.name is None:
         return _from_config(BertConfig(**sizes))
-    load = lambda n, **kw: AutoConfig.from_pretrained(n, **kw)  # noqa: E731
+    remote = {"trust_remote_code": True} if config.trust_remote_code else {}
+    load = lambda n, **kw: AutoConfig.from_pretrained(n, **remote, **kw)  # noqa: E731
     hub_cfg = _text_config(load_hf(load, config.name, "text encoder"))
     if not config.pretrained:
+        if remote:  # the model's own config class: resize it in place
+            for key, value in sizes.items():
+                setattr(hub_cfg, key, value)
+            return _from_config(hub_cfg, **remote)
         return _from_config(AutoConfig.for_model(**{**hub_cfg.to_dict(), **sizes}))
-    return load_hf(lambda n, **kw: _from_pretrained(n, hub_cfg, **kw), config.name, "text encoder")
+    return load_hf(
+        lambda n, **kw: _from_pretrained(n, hub_cfg, **remote, **kw), config.name, "text encoder"
+    )
 
 
 def _text_config(cfg: Any) -> Any:
@@ -198,15 +197,28 @@ def _text_config(cfg: Any) -> Any:
     return cfg.text_config if cfg.model_type == "clip" else cfg
 
 
-def _from_config(cfg: Any) -> nn.Module:
+def _from_config(cfg: Any, **kwargs: Any) -> nn.Module:
     from transformers import AutoModel, CLIPTextModel
 
     cfg = _text_config(cfg)
     if cfg.model_type == CLIP_TEXT:
         return CLIPTextModel._from_config(cfg, attn_implementation=hf_attn_implementation())
     return AutoModel.from_config(
-        cfg, add_pooling_layer=False, attn_implementation=hf_attn_implementation()
+        cfg, attn_implementation=hf_attn_implementation(), **_pooler_off(cfg), **kwargs
     )
+
+
+def _pooler_off(cfg: Any) -> dict[str, Any]:
+    """``add_pooling_layer=False`` for the families that have a pooler (BERT, RoBERTa): TMC
+    reads token states only, and an unused pooler would get no gradient."""
+    from transformers import AutoModel
+
+    try:
+        cls = AutoModel._model_mapping[type(cfg)]
+    except KeyError:  # a model with its own code (trust_remote_code)
+        return {}
+    params = inspect.signature(cls.__init__).parameters
+    return {"add_pooling_layer": False} if "add_pooling_layer" in params else {}
 
 
 def _from_pretrained(name: str, cfg: Any, **kwargs: Any) -> nn.Module:
@@ -215,7 +227,7 @@ def _from_pretrained(name: str, cfg: Any, **kwargs: Any) -> nn.Module:
 
     if cfg.model_type != CLIP_TEXT:
         return AutoModel.from_pretrained(
-            name, add_pooling_layer=False, attn_implementation=hf_attn_implementation(), **kwargs
+            name, attn_implementation=hf_attn_implementation(), **_pooler_off(cfg), **kwargs
         )
     # A full CLIP checkpoint also holds the vision tower, which is expected to go unused:
     # keep transformers from listing every one of its weights as "unexpected".

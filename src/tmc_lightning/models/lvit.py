@@ -38,6 +38,9 @@ class LViT(SegmentationNet):
         words = self.text.embed(input_ids)
         return SegOutput(logits=self.segmenter(image, words, attention_mask))
 
+    def encoder_modules(self) -> list:
+        return [self.text]
+
     def checkpoint_kwargs(self) -> dict[str, Any]:
         """Plain kwargs that rebuild this architecture offline (weights come from the state dict)."""
         kwargs = super().checkpoint_kwargs()

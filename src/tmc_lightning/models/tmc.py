@@ -1,6 +1,7 @@
 """TMC: Text-guided Multi-stage Cross-perception network.
 
-Swin stage i and text-encoder stage i run side by side; MCM (cross_attention.py) lets each
+Visual-encoder stage i (a Swin by default; any timm backbone, backbones.py) and text-encoder
+stage i run side by side; MCM (cross_attention.py) lets each
 stage's visual tokens and words read each other; alignment heads project each stage's pooled
 visual tokens and sentence token ([CLS], or CLIP's end-of-text token) for the sigmoid alignment
 loss (losses.py); the fused visual
@@ -15,11 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from tmc_lightning.models.backbones import StagedBackbone
 from tmc_lightning.models.base import AlignFeatures, SegmentationNet, SegOutput
 from tmc_lightning.models.blocks import unet_widths
 from tmc_lightning.models.configs import TMC_PRESETS, TMCConfig
 from tmc_lightning.models.cross_attention import MCMStage
-from tmc_lightning.models.encoders import StagedSwin, StagedTextEncoder
+from tmc_lightning.models.encoders import StagedTextEncoder
 from tmc_lightning.models.registry import register_model
 from tmc_lightning.models.segmenter import DualUSegmenter
 
@@ -50,7 +52,7 @@ class AlignHead(nn.Module):
 
 @register_model("tmc")
 class TMC(SegmentationNet):
-    """Staged Swin + BERT with cross-perception, alignment heads and a dual-U segmenter."""
+    """Staged visual backbone + text encoder with cross-perception, alignment heads, dual-U."""
 
     uses_text = True
     presets = TMC_PRESETS
@@ -58,7 +60,7 @@ class TMC(SegmentationNet):
     def __init__(self, config: TMCConfig) -> None:
         super().__init__(config)
         cfg = config
-        self.vision = StagedSwin(cfg.vision, img_size=cfg.image_size)
+        self.vision = StagedBackbone(cfg.vision, img_size=cfg.image_size)
         self.text = StagedTextEncoder(cfg.text, vocab_size=cfg.vocab_size)
         vis, txt = self.vision.channels, self.text.hidden_size
         self.mcm = (
@@ -102,6 +104,9 @@ class TMC(SegmentationNet):
             injections.append(self.inject[i](v).permute(0, 3, 1, 2))  # (B, inj_i, h, w)
         out.logits = self.segmenter(image, words, attention_mask, injections)
         return out
+
+    def encoder_modules(self) -> list[nn.Module]:
+        return [self.vision, self.text]
 
     def checkpoint_kwargs(self) -> dict[str, Any]:
         """Plain kwargs that rebuild this architecture offline (weights come from the state dict)."""

@@ -1,7 +1,7 @@
 """Everything a run is built from, out of one Hydra config: datamodule, module and trainer.
 
-This is the one place that reads the ``text_encoder=`` group and the ``model.pretrained`` /
-``model.freeze_text`` / ``model.align`` switches: it turns them into resolved encoder settings
+This is the one place that reads the ``text_encoder=`` and ``vision_encoder=`` groups and the
+``model.pretrained`` / ``model.freeze_text`` / ``model.freeze_vision`` / ``model.align`` switches: it turns them into resolved encoder settings
 (models see only those) and picks the tokenizer from the same settings. Every section the
 code reads (``model``, ``dataset``, ``optim``, ``loss``, ``perf``) is checked key by key first,
 so a misspelt override is an error at start rather than a silent default.
@@ -24,9 +24,6 @@ from tmc_lightning.errors import ConfigError, check_keys
 from tmc_lightning.models import model_class
 from tmc_lightning.training.module import SegmentationModule
 
-# conf/model/*.yaml keys that are config-group switches, not network settings.
-MODEL_SWITCHES = ("name", "text_encoder", "pretrained", "freeze_text")
-
 
 @dataclasses.dataclass
 class OptimConfig:
@@ -36,6 +33,7 @@ class OptimConfig:
     scheduler: str = "cosine"  # cosine | none
     warmup_epochs: int = 1
     min_lr_ratio: float = 0.01
+    encoder_lr_ratio: float = 1.0  # pretrained encoders' learning rate / lr (e.g. 0.1)
 
 
 @dataclasses.dataclass
@@ -77,28 +75,51 @@ def text_choice(text_encoder: dict[str, Any] | None) -> dict[str, Any] | None:
             f"text_encoder={text_encoder} names no encoder: set text_encoder.name=<hub name> "
             "or use text_encoder=local text_encoder.path=/path/to/dir"
         )
-    check_keys(choice, ("name", "pretrained", "freeze"), "text_encoder")
+    check_keys(choice, ("name", "pretrained", "freeze", "trust_remote_code"), "text_encoder")
     return choice
+
+
+def vision_choice(vision_encoder: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``model.vision`` settings a ``vision_encoder=`` choice (conf/vision_encoder/) names."""
+    if not vision_encoder:
+        return None
+    choice = dict(vision_encoder)
+    check_keys(choice, ("name", "pretrained", "checkpoint", "freeze"), "vision_encoder")
+    for key in ("name", "checkpoint"):
+        if choice.get(key) == "???":
+            raise ConfigError(
+                f"vision_encoder=local needs vision_encoder.{key}=...: the timm model name "
+                "(e.g. convnext_tiny) and its weights file (.safetensors / .pth state dict)"
+            )
+    # A choice is the backbone as published: none of the preset's Swin size overrides.
+    return {**dict.fromkeys(("embed_dim", "depths", "num_heads", "window_size")), **choice}
 
 
 def model_kwargs(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     """The registry name and the network's keyword overrides, switches resolved."""
     values = OmegaConf.to_container(cfg.model, resolve=True)
     name = values.pop("name")
-    choice = text_choice(values.pop("text_encoder", None))
-    pretrained, freeze = values.pop("pretrained", None), values.pop("freeze_text", None)
+    choices = {
+        "text": text_choice(values.pop("text_encoder", None)),
+        "vision": vision_choice(values.pop("vision_encoder", None)),
+    }
+    pretrained = values.pop("pretrained", None)
+    freeze = {"text": values.pop("freeze_text", None), "vision": values.pop("freeze_vision", None)}
     values.pop("align", None)  # decided by loss weight (see loss_weights)
-    presets = model_class(name).presets
-    sample = next(iter(presets.values()), None)
-    if choice is not None:  # the group's choice first, explicit model.text keys on top
-        values["text"] = {**choice, **(values.get("text") or {})}
-    for key, flag in (("vision", pretrained), ("text", pretrained)):
-        if flag is not None and hasattr(sample, key):
-            values[key] = {**(values.get(key) or {}), "pretrained": flag}
+    sample = next(iter(model_class(name).presets.values()), None)
+    for key in ("text", "vision"):
+        if not hasattr(sample, key):
+            continue
+        # The group's choice first, explicit model.<key> settings on top, then the switches.
+        settings = {**(choices[key] or {}), **(values.get(key) or {})}
+        if pretrained is not None:
+            settings["pretrained"] = pretrained
+        if freeze[key] is not None:
+            settings["freeze"] = freeze[key]
+        if settings:
+            values[key] = settings
     if pretrained is not None and hasattr(sample, "pretrained"):
         values["pretrained"] = pretrained  # e.g. TransUNet's own ResNet switch
-    if freeze is not None and hasattr(sample, "text"):
-        values["text"] = {**(values.get("text") or {}), "freeze": freeze}
     return name, values
 
 
@@ -155,6 +176,7 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
         warmup_epochs=optim.warmup_epochs,
         max_epochs=cfg.trainer.max_epochs,
         min_lr_ratio=optim.min_lr_ratio,
+        encoder_lr_ratio=optim.encoder_lr_ratio,
         seed=cfg.seed,
         channels_last=use_channels_last(cfg),
         compile=bool(perf.compile),

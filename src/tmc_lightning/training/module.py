@@ -36,6 +36,7 @@ class SegmentationModule(L.LightningModule):
         warmup_epochs: int = 0,
         max_epochs: int = 100,
         min_lr_ratio: float = 0.01,
+        encoder_lr_ratio: float = 1.0,
         seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
@@ -46,9 +47,12 @@ class SegmentationModule(L.LightningModule):
         cls = model_class(model_name)
         config = cls.make_config(dict(model_kwargs or {}))
         if hasattr(config, "align"):
-            # The recipe decides: alignment heads exist exactly when their loss has a weight,
-            # so none sits untrained (spec section 3).
-            config = dataclasses.replace(config, align=align_weight > 0)
+            # Alignment heads exist exactly when their loss has a weight, so none sits
+            # untrained (spec section 3). align=False (an ablation's "no alignment", or an
+            # earlier version's checkpoint of one) means lambda = 0, and is recorded so.
+            on = align_weight > 0 and config.align
+            config = dataclasses.replace(config, align=on)
+            hparams["align_weight"] = align_weight if on else 0.0
         # sdpa=False writes every attention out as softmax(QK^T)V (a benchmark variant).
         with attention_kernel(sdpa):
             self.model = cls(config)
@@ -145,16 +149,30 @@ class SegmentationModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
+        encoder = set()
+        if hp.encoder_lr_ratio != 1.0:
+            encoder = {id(p) for m in self.model.encoder_modules() for p in m.parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        # Pretrained encoders fine-tune at a fraction of the decoder's rate
+        # (optim.encoder_lr_ratio): at the full rate they soon lose what they learned.
+        groups = [
+            {"params": [p for p in trainable if id(p) not in encoder], "lr": hp.lr},
+            {
+                "params": [p for p in trainable if id(p) in encoder],
+                "lr": hp.lr * hp.encoder_lr_ratio,
+            },
+        ]
+        groups = [g for g in groups if g["params"]]
+        params = [p for g in groups for p in g["params"]]
         # The fused kernel updates every tensor in one call: on the 2-core CPU it cut the
         # AdamW step of the small TMC from ~50 to ~15 ms and of the paper TMC from ~1.1 s to
         # ~0.2 s (one thread), against a per-tensor Python loop (torch's CPU default).
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-        kw = {"lr": hp.lr, "weight_decay": hp.weight_decay, "fused": fused or None}
+        kw = {"weight_decay": hp.weight_decay, "fused": fused or None}
         if hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, **kw)
+            opt = torch.optim.AdamW(groups, **kw)
         elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, **kw)
+            opt = torch.optim.Adam(groups, **kw)
         else:
             raise ValueError(f"optim.name={hp.optimizer!r} is not supported; use adam or adamw")
         if hp.scheduler == "none":
