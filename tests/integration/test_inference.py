@@ -2,7 +2,6 @@
 
 import csv
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,7 +94,7 @@ def test_heatmap_grid_has_a_panel_per_word_per_stage(ckpt, odd_inputs, tmp_path,
 
 def test_per_image_csv_matches_the_reported_metric(ckpt, tmp_path):
     out = evaluate(ckpt, ["test"], out=str(tmp_path / "eval.json"), top_k=2)
-    folder = next(p for p in Path(ckpt).parents[1].glob("eval_*") if p.is_dir()) / "test"
+    folder = tmp_path / "eval" / "test"  # beside out=, not in the run folder
     with (folder / "per_image.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 16
