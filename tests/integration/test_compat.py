@@ -106,3 +106,38 @@ def test_an_odd_colour_image_decodes_and_resizes_the_same_in_both_paths(tmp_path
         )
         image, _, _ = predictor.tensors([read_image(sample.image)], ["x"])
         assert torch.equal(ds[0]["image"], image[0]), name
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(OLD.read_bytes()[:5000]), "not a readable PyTorch checkpoint"),
+        (lambda p: p.write_text("hello"), "not a readable PyTorch checkpoint"),
+        (lambda p: torch.save({"a.weight": torch.zeros(2)}, p), "holds a plain state dict"),
+        (lambda p: torch.save([1, 2], p), "holds a list, not a tmc-train checkpoint"),
+    ],
+)
+def test_broken_checkpoints_get_one_sentence(tmp_path, make, message):
+    from tmc_lightning.inference.checkpoint import CheckpointError
+
+    bad = tmp_path / "checkpoints" / "last.ckpt"
+    bad.parent.mkdir()
+    make(bad)
+    with pytest.raises(CheckpointError, match=message) as err:
+        read_checkpoint(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_truncated_checkpoint_is_one_line_for_eval_and_resume(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "checkpoints" / "last.ckpt"
+    bad.parent.mkdir()
+    bad.write_bytes(OLD.read_bytes()[:5000])  # a copy cut short, as by a full disk
+    message = "not a readable PyTorch checkpoint"
+    for module in ("tmc_lightning.evaluate", "tmc_lightning.train"):  # tmc-eval and a resume
+        cmd = [sys.executable, "-m", module, f"ckpt_path={bad}"]
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr[-1500:]

@@ -196,8 +196,10 @@ def test_bad_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, cache_d
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "error: cannot read image " in proc.stderr and "val1.png" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not run_dir.exists() and (tmp_path / "outputs").is_dir()
-    # The paper preset's BERT tokenizer offline, with no local copy: the same one-line exit.
+    assert not run_dir.exists() and not (tmp_path / "outputs").exists()  # nor its empty parent
+    # The paper preset's BERT tokenizer offline, with no local copy: the same one-line exit
+    # (once the data is sound: the data is checked first).
+    make_lvit(root)
     offline = {**env, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     cmd = [c for c in cmd if not c.startswith("dataset.preset=")]
     proc = subprocess.run(cmd, cwd=REPO, env=offline, capture_output=True, text=True)
@@ -319,3 +321,71 @@ def test_every_section_the_code_reads_is_checked(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_config(compose_cfg(override.split()))
     check_config(compose_cfg([]))  # the defaults pass
+
+
+def test_a_missing_data_root_is_reported_before_the_tokenizer_and_leaves_no_folder(tmp_path):
+    """The paper preset needs BERT's tokenizer (offline here): the data is checked first."""
+    out = tmp_path / "outputs"
+    cmd = [sys.executable, "-m", "tmc_lightning.train", "dataset=qata", "dataset.root=/nonexistent"]
+    cmd += [f"hydra.run.dir={out}/qata/tmc/run"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "/nonexistent" in lines[0] and "tokenizer" not in lines[0]
+    assert not out.exists()  # every folder the failed start made is gone, not only the leaf
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_finite_weights(
+    cache_dir, tmp_path, monkeypatch
+):
+    """A NaN injected into the task loss at step 3: the run stops there with one message,
+    last.ckpt holds the weights of step 2 (all finite), metrics.json records the failure."""
+    import tmc_lightning.training.module as module_py
+    from tmc_lightning.training.callbacks import NonFiniteError
+
+    real, calls = module_py.task_loss, {"n": 0}
+
+    def nan_at_step_3(logits, target, dice_weight=0.0):
+        loss = real(logits, target, dice_weight)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == 4:  # training steps 0, 1, 2 are fine
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(module_py, "task_loss", nan_at_step_3)
+    with pytest.raises(
+        NonFiniteError,
+        match=r"stopped at step 3 \(epoch 0\): the training loss is not finite \(task=nan",
+    ) as err:
+        run(tiny_cfg(cache_dir, "trainer.max_epochs=2"), tmp_path)
+    assert "optim.lr=" in str(err.value) and "bf16-mixed" in str(err.value)
+    last = torch.load(
+        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    assert last["global_step"] == 3 and all(
+        torch.isfinite(v).all() for v in last["state_dict"].values()
+    )
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert "stopped at step 3" in saved["failed"] and "val" not in saved
+
+
+def test_under_16_mixed_skipped_steps_are_not_failures_until_patience():
+    from types import SimpleNamespace
+
+    from tmc_lightning.training.callbacks import FiniteCheck, NonFiniteError
+
+    check = FiniteCheck(patience=3)
+    trainer = SimpleNamespace(
+        precision="16-mixed", global_step=7, current_epoch=1, callbacks=[], world_size=1
+    )
+    module = SimpleNamespace(hparams={"lr": 1e-3}, parameters=lambda: iter([torch.zeros(1)]))
+    check._bad(trainer, module, "the gradient norm is not finite (inf)")
+    check._bad(trainer, module, "the gradient norm is not finite (inf)")
+    with pytest.raises(NonFiniteError, match="for 3 steps in a row under 16-mixed"):
+        check._bad(trainer, module, "the gradient norm is not finite (inf)")
+    with pytest.raises(NonFiniteError, match="step 7"):  # fp32: the first one stops
+        FiniteCheck(patience=3)._bad(
+            SimpleNamespace(**{**vars(trainer), "precision": "32-true"}), module, "x"
+        )

@@ -370,3 +370,60 @@ def test_broken_test_split_is_an_error_not_an_absent_split(tmp_path):
     )
     with pytest.raises(DataError, match=r"Test_text.xlsx: text sheet lacks column"):
         dm.has_split("test")
+
+
+def _reencode(path, suffix):
+    """Save ``path``'s image under another extension (and format) and delete the original."""
+    target = path.with_suffix(suffix)
+    Image.open(path).save(target)
+    path.unlink()
+    return target
+
+
+def test_images_are_matched_by_stem_when_the_sheet_says_png(tmp_path):
+    root = make_lvit(tmp_path / "q")
+    img = root / "Train_Folder" / "img"
+    _reencode(img / "train0.png", ".tif")
+    _reencode(img / "train1.png", ".JPG")
+    with pytest.warns(UserWarning, match=r"2 image\(s\) found under another extension") as rec:
+        samples = read_lvit(root, "train")
+    assert [s.image.name for s in samples] == ["train0.tif", "train1.JPG", "train2.png"]
+    assert len([w for w in rec if "another extension" in str(w.message)]) == 1  # one warning
+    assert samples[0].mask.name == "mask_train0.png"  # masks still match exactly
+
+
+def test_two_images_with_the_same_stem_are_an_error_naming_both(tmp_path):
+    root = make_lvit(tmp_path / "q")
+    img = root / "Train_Folder" / "img"
+    Image.open(img / "train0.png").save(img / "train0.tif")
+    Image.open(img / "train0.png").save(img / "train0.jpg")
+    (img / "train0.png").unlink()
+    with pytest.raises(DataError, match=r"train0\.jpg, train0\.tif"):
+        read_lvit(root, "train")
+
+
+def test_stem_matching_in_the_ariadne_layout_and_manifests(tmp_path):
+    from tmc_lightning.data.layouts import read_ariadne, read_manifest
+
+    root = make_ariadne(tmp_path / "a")
+    _reencode(root / "Train" / "Images" / "c1.png", ".bmp")
+    with pytest.warns(UserWarning, match="another extension"):
+        names = [s.image.name for s in read_ariadne(root, "train")]
+    assert "c1.bmp" in names
+    sheet = tmp_path / "a" / "manifest.csv"
+    sheet.write_text(
+        f'image,mask,text,split\nTrain/Images/c1.png,Train/GTs/mask_c1.png,"{TEXT}",train\n'
+    )
+    with pytest.warns(UserWarning, match="another extension"):
+        (sample,) = read_manifest(sheet, "train")
+    assert sample.image.name == "c1.bmp"
+
+
+def test_data_check_reports_stem_matches(tmp_path, capsys):
+    from tmc_lightning.data.inspect import report
+
+    root = make_lvit(tmp_path / "q")
+    _reencode(root / "Val_Folder" / "img" / "val2.png", ".tiff")
+    assert report(build_datamodule("qata", root=str(root))) == 0
+    out = capsys.readouterr().out
+    assert "note: " in out and "val2.png -> val2.tiff" in out

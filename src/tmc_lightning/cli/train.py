@@ -14,12 +14,15 @@ from tmc_lightning.cli import resolvers  # noqa: F401  (registers the resolvers 
 from tmc_lightning.data.layouts import DataError
 from tmc_lightning.errors import ConfigError
 from tmc_lightning.hub import EncoderUnavailableError
+from tmc_lightning.inference.checkpoint import CheckpointError, read_checkpoint
+from tmc_lightning.training.callbacks import NonFiniteError
 from tmc_lightning.training.run import run
 from tmc_lightning.utils import CONF_DIR
 
 
 def missing_checkpoint(argv: list[str]) -> str | None:
-    """The error for a ``ckpt_path=`` override naming no file, checked before Hydra makes folders."""
+    """The error for a ``ckpt_path=`` override naming no file or a broken one, checked before
+    Hydra makes folders."""
     if "-m" in argv or "--multirun" in argv:
         return None
     for arg in argv:
@@ -33,6 +36,10 @@ def missing_checkpoint(argv: list[str]) -> str | None:
                 "checkpoints/last.ckpt, e.g. "
                 "ckpt_path=outputs/<dataset>/<model>/<date>/checkpoints/last.ckpt"
             )
+        try:  # truncated, another program's, or an unregistered model: say so now
+            read_checkpoint(value)
+        except CheckpointError as err:
+            return f"ckpt_path={value}: {err}"
     return None
 
 
@@ -47,23 +54,31 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             remove_unused_run_dir(run_dir, hc.output_subdir, f"{hc.job.name}.log")
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NonFiniteError as err:  # the run folder stays: its last.ckpt and metrics.json
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(3) from None
     return results.get("val", {}).get("dice")  # the value a Hydra sweeper optimises
 
 
 def remove_unused_run_dir(run_dir: Path, hydra_subdir: str | None, log_name: str) -> None:
     """Remove what Hydra made for a run that failed (config, data, encoders) before writing.
 
-    Only Hydra's record of the command and the job log are removed, then the folder if that
-    left it empty: a ``hydra.run.dir`` that already held other files keeps them.
+    Hydra's record of the command and the job log go, then the run folder and every parent
+    that this leaves empty (``outputs/qata/tmc/``), up to the working folder. A folder that
+    held anything else keeps it, and stops the climb.
     """
     logging.shutdown()  # closes the job log's file handler
     if hydra_subdir:
         shutil.rmtree(run_dir / hydra_subdir, ignore_errors=True)
     (run_dir / log_name).unlink(missing_ok=True)
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass  # not empty: files that were there before this run
+    stop = {Path.cwd().resolve(), Path.home().resolve()}
+    for folder in [run_dir.resolve(), *run_dir.resolve().parents]:
+        if folder in stop or folder == folder.parent:
+            break
+        try:
+            folder.rmdir()
+        except OSError:
+            break  # not empty: files that were there before this run
 
 
 def main() -> float | None:

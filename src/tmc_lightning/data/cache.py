@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,12 +44,34 @@ def cached_arrays(
     key = cache_key(samples, image_size)
     paths = [cache_dir / f"{key}_{kind}.npy" for kind in ("images", "masks")]
     if all(p.is_file() for p in paths):
-        return tuple(np.load(p, mmap_mode="r") for p in paths)  # type: ignore[return-value]
+        cached = _load_valid(paths, len(samples), image_size)
+        if cached is not None:
+            return cached
     arrays = decode(samples)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    # Write-then-rename: a killed process leaves at most a stray .tmp file, and two processes
+    # building the same entry at once each write their own temporary file and the second
+    # rename wins, with identical content; no reader ever sees half a file.
     for path, arr in zip(paths, arrays, strict=True):
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         with tmp.open("wb") as f:
             np.save(f, arr)
         os.replace(tmp, path)
     return arrays
+
+
+def _load_valid(paths: list[Path], n: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The memory-mapped entry, or None (with a warning) if it is short, unreadable or not
+    the arrays this dataset version needs: the caller then rebuilds it."""
+    try:
+        arrays = tuple(np.load(p, mmap_mode="r") for p in paths)
+    except (OSError, ValueError, EOFError) as err:
+        problem = f"unreadable ({str(err).splitlines()[0][:120]})"
+    else:
+        if all(a.shape == (n, size, size) and a.dtype == np.uint8 for a in arrays):
+            return arrays  # type: ignore[return-value]
+        problem = (
+            f"of the wrong shape {[a.shape for a in arrays]} (expected ({n}, {size}, {size}) uint8)"
+        )
+    warnings.warn(f"decoded cache entry {paths[0].name} is {problem}; rebuilding it", stacklevel=3)
+    return None

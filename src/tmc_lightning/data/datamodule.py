@@ -164,18 +164,20 @@ class TextSegDataModule(L.LightningDataModule):
     # -- Lightning hooks --------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        self.build_tokenizer()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
             stage or "", SPLITS
         )
-        for split in wanted:
-            if split in self.datasets:
-                continue
-            samples = self.read_split(split)
+        # The files first (sheets, then decoding): a wrong root, a broken sheet or an unreadable
+        # image is reported before a pretrained tokenizer is looked for (it may need the network).
+        todo = {split: self.read_split(split) for split in wanted if split not in self.datasets}
+        arrays = {
+            split: cached_arrays(samples, hp.image_size, self.decoded_cache_dir(), self._decode)
+            for split, samples in todo.items()
+        }
+        self.build_tokenizer()
+        for split, samples in todo.items():
             self.samples[split] = samples
-            images, masks = cached_arrays(
-                samples, hp.image_size, self.decoded_cache_dir(), self._decode
-            )
+            images, masks = arrays[split]
             texts = [s.text for s in samples]
             train = split == "train"
             swapped = None

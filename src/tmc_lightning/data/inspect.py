@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,15 @@ def report(dm) -> int:
     seen: dict[str, set[str]] = {}
     print(f"dataset {dm.name!r} at {dm.resolve_root()}")
     loaded: dict[str, list[Sample] | DataError] = {}
+    notes: dict[str, list[str]] = {}
     for split in ("train", "val", "test"):
-        try:
-            loaded[split] = dm.read_split(split)
-        except DataError as err:
-            loaded[split] = err
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                loaded[split] = dm.read_split(split)
+            except DataError as err:
+                loaded[split] = err
+        notes[split] = [str(w.message) for w in caught]
     used = {p for v in loaded.values() if isinstance(v, list) for s in v for p in (s.image, s.mask)}
     for split, samples in loaded.items():
         print(f"\n[{split}]")
@@ -109,6 +114,8 @@ def report(dm) -> int:
             fatal += stops
             print(f"  {'ERROR' if stops else 'absent'}: {err}")
             continue
+        for note in notes[split]:  # case-insensitive and other-extension matches
+            print(f"  note: {note}")
         info = inspect_split(samples, used)
         seen[split] = info["digests"]
         sizes = ", ".join(f"{w}x{h} ({n})" for (w, h), n in info["sizes"].most_common(5))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -83,14 +84,26 @@ def _find_sheet(root: Path, split: str) -> Path:
     )
 
 
+# Image formats a sheet's ``.png`` may stand for (any case): a release whose images are .tif
+# or .jpg while its masks and sheet keys say .png still loads, matched by the file stem.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
 class _Folder:
-    """The file names of one folder, looked up exactly first, then case-insensitively."""
+    """The file names of one folder, looked up exactly first, then case-insensitively, and
+    (images) by stem with another image extension."""
 
     def __init__(self, path: Path) -> None:
         names = [p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
         self.path, self.exact = path, set(names)
         self.lower = {n.lower(): n for n in names}
+        self.stems: dict[str, list[str]] = {}
+        for n in names:
+            stem, suffix = os.path.splitext(n)
+            if suffix.lower() in IMAGE_SUFFIXES:
+                self.stems.setdefault(stem.lower(), []).append(n)
         self.folded = 0
+        self.by_stem: list[tuple[str, str]] = []
 
     def find(self, name: str) -> str | None:
         if name in self.exact:
@@ -98,6 +111,32 @@ class _Folder:
         hit = self.lower.get(name.lower())
         self.folded += hit is not None
         return hit
+
+    def find_image(self, name: str, where: str) -> str | None:
+        """``name``, or the one image with its stem and another image extension."""
+        hit = self.find(name)
+        if hit is not None:
+            return hit
+        candidates = sorted(self.stems.get(os.path.splitext(name)[0].lower(), []))
+        if len(candidates) > 1:
+            raise DataError(
+                f"{where}: image {name} is absent and {len(candidates)} files share its stem in "
+                f"{self.path}: {', '.join(candidates)}; keep one of them (or name it exactly)"
+            )
+        if candidates:
+            self.by_stem.append((name, candidates[0]))
+            return candidates[0]
+        return None
+
+
+def _warn_stem_matches(folders: list[_Folder], sheet: Path) -> None:
+    pairs = [p for f in folders for p in f.by_stem]
+    if pairs:
+        warnings.warn(
+            f"{sheet}: {len(pairs)} image(s) found under another extension than the sheet "
+            f"implies (e.g. {pairs[0][0]} -> {pairs[0][1]}); rename them to silence this warning",
+            stacklevel=3,
+        )
 
 
 def _pair(
@@ -139,7 +178,7 @@ def _pair(
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{sheet} row {row}: empty Description for {mask_name}; write its text")
         base = mask_name[5:] if mask_name.lower().startswith("mask_") else mask_name
-        image = images.find(base)
+        image = images.find_image(base, f"{sheet} row {row}")
         if image is None:
             raise DataError(
                 f"{sheet} row {row}: image {img_dir / base} for mask {found} does not exist; add "
@@ -156,6 +195,7 @@ def _pair(
             f"{len(unlisted)} mask(s) in {mask_dir} have no text row in {sheet} "
             f"(e.g. {unlisted[:3]}); add their rows to the sheet or move the files out"
         )
+    _warn_stem_matches([images], sheet)
     folded = images.folded + masks.folded
     if folded:
         warnings.warn(
@@ -281,7 +321,7 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
             f"{path}: manifest lacks column(s) {missing}; found {list(df.columns)}. "
             f"It needs {', '.join(MANIFEST_COLUMNS)} (paths relative to the manifest)."
         )
-    samples = []
+    samples, folders = [], {}
     for row, rec in enumerate(df.to_dict("records"), start=2):
         if str(rec["split"]).strip().lower() != split:
             continue
@@ -293,6 +333,11 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
         files = {}
         for key in ("image", "mask"):
             p = path.parent / str(rec[key]).strip()
+            if key == "image" and not p.is_file() and p.parent.is_dir():
+                if p.parent not in folders:
+                    folders[p.parent] = _Folder(p.parent)
+                found = folders[p.parent].find_image(p.name, f"{path} row {row}")
+                p = p.parent / found if found else p
             if not p.is_file():
                 raise DataError(
                     f"{path} row {row}: {key} {p} does not exist; fix the path (relative to the "
@@ -300,6 +345,7 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
                 )
             files[key] = p
         samples.append(Sample(image=files["image"], mask=files["mask"], text=text.strip()))
+    _warn_stem_matches(list(folders.values()), path)
     if not samples:
         raise SplitAbsent(
             f"split {split!r} of manifest {path} is empty: no row has split={split}; give some "

@@ -6,6 +6,7 @@ DataModule's settings and its tokenizer.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means "refuse"
+    except pickle.UnpicklingError as err:  # weights_only refused an object: never run it
+        first = str(err).strip().splitlines()[0][:200]
         raise CheckpointError(
-            f"refusing checkpoint {path}: it cannot be loaded safely ({err})"
+            f"refusing checkpoint {path}: it cannot be loaded safely ({first})"
         ) from None
-    hp = ckpt.get("hyper_parameters", {})
+    except Exception as err:  # noqa: BLE001 - truncated, corrupt, or not a torch file at all
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupt? "
+            f"{first}); pass a .ckpt that tmc-train saved under <run>/checkpoints/"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        kind = "a plain state dict" if _is_state_dict(ckpt) else f"a {type(ckpt).__name__}"
+        raise CheckpointError(
+            f"checkpoint {path} holds {kind}, not a tmc-train checkpoint (no state_dict and "
+            "hyper_parameters); pass a .ckpt that tmc-train saved under <run>/checkpoints/ "
+            "(pretrained encoder weights go in vision_encoder.checkpoint or text_encoder.path)"
+        )
+    hp = ckpt["hyper_parameters"]
     if _names_import_path(hp):
         raise CheckpointError(
             f"refusing checkpoint {path}: its hyper-parameters name an import path (_target_); "
@@ -46,6 +61,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"(known: {list_models()}); only registry names are accepted"
         )
     return ckpt
+
+
+def _is_state_dict(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(v, torch.Tensor) for v in value.values())
+    )
 
 
 def _names_import_path(value: Any) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -41,6 +42,80 @@ def checkpoint_callbacks(
             )
         )
     return callbacks
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient; the message says where and what to try."""
+
+
+class FiniteCheck(L.Callback):
+    """Stops training at the first non-finite training loss or gradient norm.
+
+    It checks before the optimizer step, so no NaN ever reaches the weights: ``last.ckpt`` is
+    then rewritten with the current (finite) weights, and :class:`NonFiniteError` ends the run.
+    Under ``16-mixed`` the gradient scaler skips steps whose gradients overflow, which is not
+    a failure; ``patience`` such steps in a row are.
+    """
+
+    def __init__(self, patience: int = 20) -> None:
+        self.patience, self.bad_steps = patience, 0
+
+    def _scaled(self, trainer: L.Trainer) -> bool:
+        return str(trainer.precision) in ("16-mixed", "16")
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        # Under DDP one rank's loss may go bad alone; stopping it alone would hang the others
+        # in the gradient all-reduce, so there the (all-reduced) gradient check decides.
+        if trainer.world_size > 1 or torch.isfinite(loss).all():
+            return
+        parts = getattr(pl_module, "last_loss_parts", {})
+        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) or f"{float(loss)}"
+        self._bad(trainer, pl_module, f"the training loss is not finite ({terms})")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        # One fused pass over every gradient (the grads of mixed dtypes are fine per tensor).
+        norm = torch.linalg.vector_norm(
+            torch.stack([n.float() for n in torch._foreach_norm(grads)])
+        )
+        if torch.isfinite(norm):
+            self.bad_steps = 0
+            return
+        self._bad(trainer, pl_module, f"the gradient norm is not finite ({float(norm)})")
+
+    def _bad(self, trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:
+        if self._scaled(trainer):
+            self.bad_steps += 1  # the scaler skips this step and lowers its scale
+            if self.bad_steps < self.patience:
+                return
+            what += f", for {self.bad_steps} steps in a row under 16-mixed"
+        saved = self._save_last(trainer, pl_module)
+        hp = pl_module.hparams
+        raise NonFiniteError(
+            f"stopped at step {trainer.global_step} (epoch {trainer.current_epoch}): {what}. "
+            f"{saved} Try a lower learning rate (optim.lr={hp.get('lr')}), "
+            "trainer.precision=bf16-mixed instead of 16-mixed, or loss.align_weight=0 if only the "
+            "align term is non-finite; callbacks.finite_check=false turns this check off."
+        )
+
+    def _save_last(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
+        if not all(torch.isfinite(p).all() for p in pl_module.parameters()):
+            return "The weights are no longer finite, so last.ckpt was left as it was."
+        last = next(
+            (
+                c
+                for c in trainer.callbacks
+                if isinstance(c, ModelCheckpoint) and c.filename == "last"
+            ),
+            None,
+        )
+        if last is None or last.dirpath is None:
+            return ""
+        path = Path(last.dirpath) / "last.ckpt"
+        trainer.save_checkpoint(path)
+        return f"{path} holds the last finite weights."
 
 
 class PerImageRecorder(L.Callback):

@@ -111,6 +111,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, parts, _ = self._step(batch)
+        self.last_loss_parts = {k: v.detach() for k, v in parts.items()}  # for FiniteCheck
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for k, v in parts.items():

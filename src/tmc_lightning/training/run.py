@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from tmc_lightning.data.datamodule import TextSegDataModule
 from tmc_lightning.training.callbacks import (
+    FiniteCheck,
+    NonFiniteError,
     PerImageRecorder,
     checkpoint_callbacks,
     write_scores_csv,
@@ -32,6 +34,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     cb = cfg.callbacks
     ck = cb.checkpoint
     callbacks = checkpoint_callbacks(run_dir, ck.monitor, ck.mode, ck.save_top_k, ck.save_last)
+    if cb.get("finite_check", True):
+        callbacks.append(FiniteCheck(patience=cb.get("finite_check_patience", 20)))
     if cb.early_stopping:
         es = cb.early_stopping
         callbacks.append(EarlyStopping(monitor=es.monitor, mode=es.mode, patience=es.patience))
@@ -122,15 +126,23 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         report["gflops_per_image"],
     )
     trainer = make_trainer(cfg, run_dir)
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     results: dict[str, Any] = {
         "model": {"name": cfg.model.name, **report},
         "dataset": None,
         "git_commit": git_commit(),
         "seed": cfg.seed,
-        "epochs_trained": trainer.current_epoch,
+        "epochs_trained": 0,
         "run_dir": str(run_dir),
     }
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    except NonFiniteError as err:  # recorded, then reported by the command line
+        results.update(epochs_trained=trainer.current_epoch, failed=str(err))
+        results["wall_time_s"] = round(time.time() - start, 1)
+        if trainer.is_global_zero:
+            write_json_atomic(run_dir / "metrics.json", results)
+        raise
+    results["epochs_trained"] = trainer.current_epoch
     if cfg.run_test and not trainer.fast_dev_run:
         results.update(score_best(trainer, module, dm, has_test, run_dir))
     results["dataset"] = dm.identity()
