@@ -128,6 +128,7 @@ def test_broken_checkpoints_get_one_sentence(tmp_path, make, message):
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # two command starts (~25 s); the message itself is tested above in-process
 def test_a_truncated_checkpoint_is_one_line_for_eval_and_resume(tmp_path):
     import subprocess
     import sys

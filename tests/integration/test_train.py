@@ -281,7 +281,6 @@ def test_zero_alignment_weight_builds_no_alignment_heads(cache_dir):
     ("override", "named", "suggested"),
     [
         ("+model.base_widht=32", "model.base_widht", "did you mean base_width"),
-        ("+dataset.batch_szie=4", "dataset.batch_szie", "did you mean batch_size"),
     ],
 )
 def test_a_misspelt_setting_stops_the_run_with_one_line(tmp_path, override, named, suggested):
