@@ -81,7 +81,7 @@ def evaluate(
     for split in splits:
         dm.setup({"val": "validate", "test": "test"}[split])
         loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
-        rows, metrics = score_split(module, loader, device, precision)
+        rows, metrics = score_split(module, loader, device, precision, with_hd95=artifacts)
         results[split] = metrics
         if not artifacts:
             continue

@@ -47,7 +47,11 @@ def bootstrap_ci(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[floa
 
 @torch.no_grad()
 def score_split(
-    module: torch.nn.Module, loader: Any, device: torch.device, precision: str = "32-true"
+    module: torch.nn.Module,
+    loader: Any,
+    device: torch.device,
+    precision: str = "32-true",
+    with_hd95: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """One pass over a split: a row per image and the split's metrics.
 
@@ -79,7 +83,7 @@ def score_split(
                     "text": batch["text"][j],
                     "dice": float(dice[j]),
                     "iou": float(iou[j]),
-                    "hd95": hd95(preds[j], gts[j]),
+                    "hd95": hd95(preds[j], gts[j]) if with_hd95 else float("nan"),
                     "pred_area": int(preds[j].sum()),
                     "true_area": int(gts[j].sum()),
                     "_pred": preds[j],
