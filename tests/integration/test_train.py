@@ -17,6 +17,7 @@ from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.evaluation.evaluate import evaluate
 from tmc_lightning.inference.checkpoint import CheckpointError, load_module, read_checkpoint
 from tmc_lightning.training.module import SegmentationModule
+from tmc_lightning.training.precision import choose_precision
 from tmc_lightning.training.run import run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,11 +25,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize("model", ["unet", "lvit", "tmc"])
 def test_fast_dev_run_each_model(cache_dir, tmp_path, model):
-    cfg = tiny_cfg(cache_dir, f"model={model}", "debug=fast_dev_run")
+    cfg = tiny_cfg(cache_dir, f"model={model}", "debug=fast_dev_run", "trainer.precision=auto")
     results = run(cfg, tmp_path)
     assert results["model"]["name"] == model
     assert results["model"]["params"] > 0 and results["model"]["gflops_per_image"] > 0
-    assert (tmp_path / "metrics.json").is_file()
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    # auto resolves to what this machine runs well, recorded with the reason
+    assert saved["precision"]["requested"] == "auto"
+    assert saved["precision"]["used"] == choose_precision("auto", "cpu")[0]
+    assert saved["precision"]["used"] in ("32-true", "bf16-mixed") and saved["precision"]["reason"]
 
 
 def test_run_folder_contents(trained_tiny):

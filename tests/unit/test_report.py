@@ -86,7 +86,12 @@ def test_table_means_std_and_paper_columns(runs_dir):
     assert out == runs_dir / "report"
     rows = read_rows(out / "report.csv")
     assert len(rows) == 4
-    paper = {(True, True): 84.77, (True, False): 84.11, (False, True): 83.96, (False, False): None}
+    paper = {
+        (True, True): 84.77,
+        (True, False): 84.11,
+        (False, True): 83.96,
+        (False, False): 83.71,
+    }  # neither = LViT
     for (mcm, align), want_paper in paper.items():
         row = rows[f"mcm={str(mcm).lower()}, align={str(align).lower()}"]
         assert row["n"] == "2" and row["model.name"] == "tmc"
@@ -147,7 +152,7 @@ def test_paired_test_default_is_best_vs_second_and_matches_scipy(runs_dir):
     a, b = seed_mean(True, True), seed_mean(True, False)
     want = wilcoxon(a, b)
     section = md.split("## Paired test")[1].split("##")[0]
-    assert "A = C4 (mcm=true, align=true), B = C3 (mcm=true, align=false)" in section
+    assert "| C4 (mcm=true, align=true) | C3 (mcm=true, align=false) |" in section
     assert f"| {len(IMAGES)} | {100 * np.median(a - b):+.3f} |" in section
     assert f"| {want.pvalue:.4g} |" in section
 
@@ -160,7 +165,7 @@ def test_compare_option_and_group_by(runs_dir, capsys):
     assert rc == 0, capsys.readouterr().err
     a, b = seed_mean(False, False), seed_mean(True, True)
     section = (out / "report.md").read_text().split("## Paired test")[1]
-    assert "A = C1 (mcm=false, align=false)" in section
+    assert "| C1 (mcm=false, align=false) | C4 (mcm=true, align=true) |" in section
     assert f"| {wilcoxon(a, b).pvalue:.4g} |" in section
     # Grouping by one key pools the other: 2 configurations of 4 runs.
     rc = main([str(runs_dir), "--out", str(out), "--group-by", "model.mcm", "--no-wandb"])
@@ -255,3 +260,32 @@ def test_per_rank_scores_merge_back_in_dataset_order():
     parts = [padded[r::world] for r in range(world)]
     assert merge_ranks(parts) == rows
     assert merge_ranks([rows]) == rows and merge_ranks([[], []]) == []
+
+
+def test_labelled_runs_are_rows_by_name_with_several_tests_and_cis(runs_dir, tmp_path):
+    names = {(True, True): "TMC", (True, False): "MCM only", (False, True): "align only"}
+    names[(False, False)] = "neither"
+    for folder in runs_dir.iterdir():
+        if (folder / "metrics.json").is_file():
+            mcm, align = "mcm=True" in folder.name, "align=True" in folder.name
+            cfg = folder / "config.yaml"
+            cfg.write_text(cfg.read_text() + f"label: {names[(mcm, align)]}\n")
+            (folder / "timing.json").write_text(
+                json.dumps({"wall_s": 600, "cpu_s": 1150, "attempts": [{"machine": "CPU X"}]})
+            )
+    pairs = [("TMC", "neither"), ("align only", "neither")]
+    out = build_report(runs_dir, out=tmp_path / "rep", compare=pairs, use_wandb=False)
+    md = (out / "report.md").read_text()
+    assert set(read_rows(out / "report.csv")) == set(names.values())  # grouped by label alone
+    section = md.split("## Paired tests")[1].split("##")[0]
+    for (a_cfg, b_cfg), (a, b) in zip(
+        [((True, True), (False, False)), ((False, True), (False, False))], pairs, strict=True
+    ):
+        x, y = seed_mean(*a_cfg), seed_mean(*b_cfg)
+        line = next(ln for ln in section.splitlines() if f"({a}) |" in ln and f"({b}) |" in ln)
+        assert f"| {wilcoxon(x, y).pvalue:.4g} |" in line
+        lo, hi = (float(v) for v in re.search(r"\(([-+.\d]+) to ([-+.\d]+)\)", line).groups())
+        assert lo <= 100 * np.mean(x - y) <= hi and lo < hi
+    assert "| TMC | 1 |" in md and "| 10.0 | 19.2 |" in md and "Machine: CPU X." in md
+    with pytest.raises(ReportError, match="matches none"):
+        build_report(runs_dir, out=tmp_path / "r2", compare=[("TMC", "UNet")])

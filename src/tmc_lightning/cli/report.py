@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         "--group-by",
         nargs="+",
         metavar="KEY",
-        help=f"config keys that define a configuration (default: {' '.join(DEFAULT_KEYS)}); "
+        help="config keys that define a configuration (default: label where every run sets it, "
+        f"else {' '.join(DEFAULT_KEYS)}); "
         "comma- or space-separated; seed never groups",
     )
     p.add_argument(
@@ -32,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         help="compare with the paper's numbers for this dataset (default: each run's dataset.name)",
     )
     p.add_argument(
-        "--compare", nargs=2, metavar=("A", "B"), help="configurations to test (id C1, or label)"
+        "--compare",
+        nargs=2,
+        action="append",
+        metavar=("A", "B"),
+        help="configurations to test (id C1, or label); repeat for several pairs "
+        "(default: the best two)",
     )
     p.add_argument(
         "--wandb",
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             keys,
             args.paper_dataset,
-            tuple(args.compare) if args.compare else None,
+            [tuple(c) for c in args.compare] if args.compare else None,
             wandb_default() if args.wandb is None else args.wandb,
             args.skip_incomplete,
         )

@@ -19,11 +19,11 @@ import numpy as np
 
 from tmc_lightning.reporting.plots import plot_bars, plot_curves
 from tmc_lightning.reporting.runs import (
-    DEFAULT_KEYS,
     METRICS,
     SPLITS,
     Group,
     ReportError,
+    default_keys,
     group_runs,
     load_runs,
     mixed_keys,
@@ -74,16 +74,19 @@ def build_report(
     out: str | Path | None = None,
     group_by: list[str] | None = None,
     paper_dataset: str | None = None,
-    compare: tuple[str, str] | None = None,
+    compare: tuple[str, str] | list[tuple[str, str]] | None = None,
     use_wandb: bool = False,
     skip_incomplete: bool = False,
 ) -> Path:
-    """Write report.md/.csv/.tex, runs.csv and plots for the runs under ``root``; returns --out."""
+    """Write report.md/.csv/.tex, runs.csv and plots for the runs under ``root``; returns --out.
+
+    ``compare``: one pair of configurations (id, label or a unique piece of it) or a list of
+    pairs, each tested with a paired Wilcoxon test; default: the best two.
+    """
     root = Path(root).resolve()
     out = Path(out).resolve() if out else root / "report"
     runs = load_runs(root, skip=out, skip_incomplete=skip_incomplete)
-    keys = list(group_by or DEFAULT_KEYS)
-    keys = [k for k in keys if any(k in r.config for r in runs)] if group_by is None else keys
+    keys = list(group_by) if group_by else default_keys(runs)
     groups, varying = group_runs(runs, keys)
     for g in groups:
         summarise(g)
@@ -96,12 +99,12 @@ def build_report(
         if (m := mixed_keys(g))
     ]
     if compare:
-        a, b = pick(groups, compare[0]), pick(groups, compare[1])
+        pairs = [compare] if isinstance(compare[0], str) else list(compare)
+        tests = [paired_test(pick(groups, a), pick(groups, b)) for a, b in pairs]
     else:
         split = "test" if all("test_dice" in g.stats for g in groups) else "val"
         ranked = sorted(groups, key=lambda g: -np.nan_to_num(g.score(split), nan=-1.0))
-        a, b = (ranked + [None])[:2]
-    test = paired_test(a, b) if b is not None else None
+        tests = [paired_test(ranked[0], ranked[1])] if len(ranked) > 1 else []
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -121,7 +124,7 @@ def build_report(
         write_csv(groups, keys, tmp / "report.csv")
         write_tex(groups, tmp / "report.tex")
         write_markdown(
-            root, groups, varying, constants, test, notes, plots, wandb_dir, tmp / "report.md"
+            root, groups, varying, constants, tests, notes, plots, wandb_dir, tmp / "report.md"
         )
         with (tmp / "runs.csv").open("w", newline="") as f:
             w = csv.writer(f)

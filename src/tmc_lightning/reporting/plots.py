@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,14 @@ from matplotlib.figure import Figure
 
 from tmc_lightning.reporting.runs import Group, Run
 
+MAX_TICK = 26  # longer configuration labels go to a legend line, the axis shows C1, C2, ...
+
 
 def plot_bars(groups: list[Group], path: Path) -> None:
     fig = Figure(figsize=(max(6, 1.3 * len(groups) + 3), 4.5), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
+    named = all(len(g.label) <= MAX_TICK for g in groups)  # labels on the axis, no legend line
+    ticks = [textwrap.fill(g.label, 12) if named else g.id for g in groups]
     x = np.arange(len(groups))
     stats = [g.stats[k] for g in groups for k in g.stats if k.endswith(("_dice", "_dice_global"))]
     lows = [mean - (0 if math.isnan(std) else std) for mean, std, _ in stats]
@@ -42,14 +47,15 @@ def plot_bars(groups: list[Group], path: Path) -> None:
                     label="paper (test)",
                 )
         ax.set_title(title)
-        ax.set_xticks(x, [g.id for g in groups])
+        ax.set_xticks(x, ticks, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylim(bottom=bottom)
     axes[0].set_ylabel("Dice (%), mean ± std over seeds")
     # Above the bars, outside the axes: inside, it hid the top of a bar or an error bar.
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
-    fig.suptitle("; ".join(f"{g.id}: {g.label}" for g in groups), fontsize=7, wrap=True)
+    if not named:
+        fig.suptitle("; ".join(f"{g.id}: {g.label}" for g in groups), fontsize=7, wrap=True)
     fig.savefig(path, dpi=120)
 
 
@@ -82,7 +88,8 @@ def plot_curves(groups: list[Group], path: Path) -> int:
             continue
         df = pd.concat(curves, axis=1)  # epochs x runs; early-stopped runs leave NaN
         mean, std = df.mean(axis=1), df.std(axis=1, ddof=1).fillna(0)
-        (line,) = ax.plot(df.index, mean, label=f"{g.id}: {g.label} (n={len(curves)})")
+        name = g.label if len(g.label) <= MAX_TICK else f"{g.id}: {g.label}"
+        (line,) = ax.plot(df.index, mean, marker="o", ms=3, label=f"{name} (n={len(curves)})")
         ax.fill_between(df.index, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         drawn += 1
     if not drawn:

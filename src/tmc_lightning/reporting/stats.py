@@ -26,6 +26,8 @@ def paper_dice(config: dict[str, Any], paper_dataset: str | None) -> float | Non
     dataset = next((v for k, v in DATASET_ALIASES.items() if name.startswith(k)), None)
     model = str(config.get("model.name", "")).lower()
     if model == "tmc":
+        if config.get("text_encoder.pretrained") is False:
+            return None  # the paper's rows all use a pretrained text encoder
         mcm = bool(config.get("model.mcm", True))
         align = (
             bool(config.get("model.align", True))
@@ -65,12 +67,24 @@ def paired_test(a: Group, b: Group) -> dict[str, Any]:
     diff = x - y
     out = {"a": a, "b": b, "split": split, "n": len(names), "median_diff": float(np.median(diff))}
     out["mean_diff"] = float(diff.mean())
+    out["mean_diff_ci"] = bootstrap_mean_ci(diff)
     if np.all(diff == 0):
         out.update(statistic=math.nan, p=1.0, note="identical per-image Dice")
     else:
         res = wilcoxon(x, y)
         out.update(statistic=float(res.statistic), p=float(res.pvalue))
     return out
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, n_resamples: int = 5000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (resampling images, a fixed seed)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_resamples, len(values)))
+    means = values[idx].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
 def pick(groups: list[Group], ref: str) -> Group:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,47 @@ def write_tex(groups: list[Group], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def paired_lines(tests: list[dict[str, Any]]) -> list[str]:
+    """One table row per paired test; the CI is a bootstrap over images of the mean difference."""
+    if not tests:
+        return ["Only one configuration: nothing to compare."]
+    ok = [t for t in tests if "error" not in t]
+    out = []
+    if ok:
+        out += [
+            f"On the {ok[0]['split']} split: per-image Dice averaged over each configuration's "
+            "seeds, paired by image name; A − B in Dice points (95% bootstrap CI of the mean "
+            "over images).",
+            "",
+            "| A | B | n images | median Dice A − B | mean Dice A − B (95% CI) | statistic | p-value |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+    for t in ok:
+        lo, hi = t["mean_diff_ci"]
+        out.append(
+            f"| {_name(t['a'])} | {_name(t['b'])} | {t['n']} | {100 * t['median_diff']:+.3f} | "
+            f"{100 * t['mean_diff']:+.3f} ({100 * lo:+.3f} to {100 * hi:+.3f}) | "
+            f"{t['statistic']:.1f} | {t['p']:.4g} |"
+        )
+    notes = [f"{_name(t['a'])} vs {_name(t['b'])}: {t['note']}." for t in ok if t.get("note")]
+    notes += [
+        f"{_name(t['a'])} vs {_name(t['b'])}: not run ({t['error']})."
+        for t in tests
+        if "error" in t
+    ]
+    return out + ([""] + notes if notes else [])
+
+
+def _name(g: Group) -> str:
+    return f"{g.id} ({g.label})"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.1f}"
+
+
 def write_markdown(
-    root: Path, groups, varying, constants, test, notes, plots, wandb_dir, path: Path
+    root: Path, groups, varying, constants, tests, notes, plots, wandb_dir, path: Path
 ) -> None:
     header, rows = table_rows(groups)
     n_runs = sum(len(g.runs) for g in groups)
@@ -118,44 +158,45 @@ def write_markdown(
         "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|",
     ]
     out += ["| " + " | ".join(r) + " |" for r in rows]
-    out += ["", "## Paired test (Wilcoxon signed-rank on per-image Dice)", ""]
-    if test is None:
-        out.append("Only one configuration: nothing to compare.")
-    elif "error" in test:
-        out.append(f"{test['a'].id} vs {test['b'].id}: not run ({test['error']}).")
-    else:
-        a, b = test["a"], test["b"]
-        out += [
-            f"A = {a.id} ({a.label}), B = {b.id} ({b.label}); {test['split']} split, per-image Dice "
-            "averaged over each configuration's seeds, paired by image name.",
-            "",
-            "| n images | median Dice A − B | mean Dice A − B | statistic | p-value |",
-            "|---:|---:|---:|---:|---:|",
-            f"| {test['n']} | {100 * test['median_diff']:+.3f} | {100 * test['mean_diff']:+.3f} | "
-            f"{test['statistic']:.1f} | {test['p']:.4g} |",
-        ]
-        if test.get("note"):
-            out += ["", test["note"] + "."]
+    out += ["", "## Paired tests (Wilcoxon signed-rank on per-image Dice)", ""]
+    out += paired_lines(tests)
     out += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     out += [
         "",
         "## Runs",
         "",
-        "| config | seed | val Dice | test Dice | folder |",
-        "|---|---:|---:|---:|---|",
+        "| config | seed | val Dice | test Dice | epochs | wall (min) | CPU (min) | git commit | folder |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
+    machines: set[str] = set()
     for g in groups:
         for r in g.runs:
             v, t = (r.metrics.get(s, {}).get("dice") for s in SPLITS)
             cells = ["—" if x is None else f"{100 * x:.2f}" for x in (v, t)]
+            timing = read_timing(r.path)
+            machines |= {a["machine"] for a in timing.get("attempts", []) if "machine" in a}
+            wall = timing.get("wall_s", r.metrics.get("wall_time_s"))
+            commit = str(r.metrics.get("git_commit") or "—")[:10]
             out.append(
-                f"| {g.id} | {r.config.get('seed', '—')} | {cells[0]} | {cells[1]} | {rel_path(r.path, root)} |"
+                f"| {g.label} | {r.config.get('seed', '—')} | {cells[0]} | {cells[1]} | "
+                f"{r.metrics.get('epochs_trained', '—')} | {_minutes(wall)} | "
+                f"{_minutes(timing.get('cpu_s'))} | {commit} | {rel_path(r.path, root)} |"
             )
+    if machines:
+        out += ["", "Machine: " + "; ".join(sorted(machines)) + "."]
     if notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     if wandb_dir:
         out += ["", f"W&B offline run: `{wandb_dir}` (upload with `wandb sync <that folder>`)."]
     path.write_text("\n".join(out) + "\n")
+
+
+def read_timing(folder: Path) -> dict[str, Any]:
+    """A study driver's timing.json (wall and CPU seconds over all attempts), or {}."""
+    try:
+        return json.loads((folder / "timing.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def rel_path(path: Path, root: Path) -> str:

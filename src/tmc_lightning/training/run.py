@@ -23,14 +23,18 @@ from tmc_lightning.training.callbacks import (
     write_scores_csv,
 )
 from tmc_lightning.training.factory import check_config, make_datamodule, make_module
+from tmc_lightning.training.precision import choose_precision
 from tmc_lightning.training.tracking import finish_wandb, make_wandb_logger
 from tmc_lightning.utils import git_commit, model_report, run_dir_of, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.train")
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
-    """Callbacks and loggers from config; a resumed run logs to a fresh ``logs-resumeN`` folder."""
+def make_trainer(cfg: DictConfig, run_dir: Path, precision: str | None = None) -> L.Trainer:
+    """Callbacks and loggers from config; a resumed run logs to a fresh ``logs-resumeN`` folder.
+
+    ``precision`` is the resolved ``trainer.precision`` (``auto`` chosen by the hardware).
+    """
     cb = cfg.callbacks
     ck = cb.checkpoint
     callbacks = checkpoint_callbacks(run_dir, ck.monitor, ck.mode, ck.save_top_k, ck.save_last)
@@ -54,6 +58,9 @@ def make_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     if cfg.logger.get("wandb"):
         loggers.append(make_wandb_logger(cfg, run_dir, version))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if precision is None:
+        precision, _ = choose_precision(trainer_kwargs.get("precision", "32-true"), _accel(cfg))
+    trainer_kwargs["precision"] = precision
     return L.Trainer(
         default_root_dir=str(run_dir),
         callbacks=callbacks,
@@ -82,6 +89,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def _accel(cfg: DictConfig) -> str:
+    return str(cfg.trainer.get("accelerator", "auto"))
 
 
 def _logs_to(path: Path) -> bool:
@@ -125,9 +136,13 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         report["trainable_params"] / 1e6,
         report["gflops_per_image"],
     )
-    trainer = make_trainer(cfg, run_dir)
+    requested = str(cfg.trainer.get("precision", "32-true"))
+    precision, why = choose_precision(requested, _accel(cfg))
+    log.info("precision %s (trainer.precision=%s): %s", precision, requested, why)
+    trainer = make_trainer(cfg, run_dir, precision)
     results: dict[str, Any] = {
         "model": {"name": cfg.model.name, **report},
+        "precision": {"used": precision, "requested": requested, "reason": why},
         "dataset": None,
         "git_commit": git_commit(),
         "seed": cfg.seed,
