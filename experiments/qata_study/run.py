@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 keep_results(run_one(row, seed, args), dest)
                 val = json.loads((dest / "metrics.json").read_text())["val"]
                 print(f"[study] {dest.name}: val Dice {val['dice']:.4f}", flush=True)
-                if args.commit:
+                if args.commit and git("status", "--porcelain", "--", str(dest)):
                     git("add", "--", str(dest))
                     git(
                         "commit",

@@ -46,8 +46,11 @@ def test_data_check_reports_the_real_release(capsys):
     """tmc-data check dataset=qata dataset.root=../shared/data/QaTa-COV19 (decodes all 7145)."""
     from tmc_lightning.data.inspect import report
 
-    assert report(build_datamodule("qata", root=str(SHARED_QATA))) == 0
+    assert report(build_datamodule("qata", root=str(SHARED_QATA), convention="plain")) == 0
     out = capsys.readouterr().out
+    # LViT's texts say "left" for the image's left half (measured, issue 20)
+    line = next(ln for ln in out.splitlines() if "laterality convention" in ln)
+    assert "(measured): plain" in line and "WARNING" not in line, line
     assert "triples: 5716" in out and "triples: 1429" in out
     assert "[test]\n  absent" in out and out.count("images without masks/text: 0") == 2
     assert "unreadable" not in out and "ERROR" not in out and "ready to train" in out

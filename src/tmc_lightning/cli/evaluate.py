@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tmc_lightning.cli.common import one_line_errors
 from tmc_lightning.evaluation.evaluate import evaluate
@@ -22,4 +22,6 @@ def main(cfg: DictConfig) -> None:
         cfg.precision,
         cfg.artifacts,
         cfg.top_k,
+        OmegaConf.to_object(cfg.text_mode) if OmegaConf.is_list(cfg.text_mode) else cfg.text_mode,
+        cfg.generic_prompt,
     )

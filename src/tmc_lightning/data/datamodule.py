@@ -15,9 +15,8 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from tmc_lightning.data import synthetic
 from tmc_lightning.data.cache import cached_arrays
@@ -32,57 +31,14 @@ from tmc_lightning.data.layouts import (
 )
 from tmc_lightning.data.samplers import EpochShuffleSampler, ShardSampler
 from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
-from tmc_lightning.data.transforms import image_to_tensor, train_transform
+from tmc_lightning.data.transforms import train_transform
+from tmc_lightning.data.triples import TripleDataset
 from tmc_lightning.errors import ConfigError, check_keys
 
 SPLITS = ("train", "val", "test")
-
-
-class TripleDataset(Dataset):
-    """Decoded images and masks plus pre-tokenised texts of one split."""
-
-    def __init__(
-        self,
-        samples: list[Sample],
-        images: np.ndarray,
-        masks: np.ndarray,
-        tokens: tuple[torch.Tensor, torch.Tensor],
-        swapped_tokens: tuple[torch.Tensor, torch.Tensor] | None = None,
-        transform: Any = None,
-        hflip_p: float = 0.0,
-        seed: int = 0,
-    ) -> None:
-        self.samples, self.images, self.masks = samples, images, masks
-        self.tokens, self.swapped = tokens, swapped_tokens
-        self.transform, self.hflip_p = transform, hflip_p
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        i, item_seed = key if isinstance(key, tuple) else (key, self.seed + key)
-        rng = np.random.default_rng(item_seed)
-        image, mask = np.array(self.images[i]), np.array(self.masks[i])  # copies off the memmap
-        ids, attn = self.tokens[0][i], self.tokens[1][i]
-        text = self.samples[i].text
-        if self.hflip_p > 0 and self.swapped is not None and rng.random() < self.hflip_p:
-            # Flipping swaps the patient's sides on the image, so the text must swap them too.
-            image, mask = image[:, ::-1], mask[:, ::-1]
-            ids, attn = self.swapped[0][i], self.swapped[1][i]
-            text = synthetic.swap_laterality(text)
-        if self.transform is not None:
-            self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
-            out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
-            image, mask = out["image"], out["mask"]
-        return {
-            "image": image_to_tensor(image),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
-            "input_ids": ids,
-            "attention_mask": attn,
-            "text": text,
-            "name": self.samples[i].name,
-        }
+# What "left" in a dataset's texts means: the image's left half (plain), the patient's left
+# shown on the image's right (radiographic), or not stated. tmc-data check measures it.
+CONVENTIONS = ("plain", "radiographic", "unknown")
 
 
 class TextSegDataModule(L.LightningDataModule):
@@ -105,8 +61,19 @@ class TextSegDataModule(L.LightningDataModule):
         hflip: bool = False,
         seed: int = 0,
         decoded_cache: bool = True,
+        text_dropout: float = 0.0,
+        convention: str = "unknown",
+        generic_prompt: str | None = None,
     ) -> None:
         super().__init__()
+        if not 0.0 <= text_dropout < 1.0:
+            raise ConfigError(
+                f"dataset.text_dropout={text_dropout}: use a probability in [0, 1), e.g. 0.3"
+            )
+        if convention not in CONVENTIONS:
+            raise ConfigError(
+                f"dataset.convention={convention!r}: use one of {', '.join(CONVENTIONS)}"
+            )
         self.save_hyperparameters()
         self.tokenizer: Tokenizer | None = None
         self.samples: dict[str, list[Sample]] = {}
@@ -185,6 +152,7 @@ class TextSegDataModule(L.LightningDataModule):
                 swapped = encode(
                     self.tokenizer, [synthetic.swap_laterality(t) for t in texts], hp.max_words
                 )
+            dropout = hp.text_dropout if train else 0.0
             self.datasets[split] = TripleDataset(
                 samples,
                 images,
@@ -193,6 +161,8 @@ class TextSegDataModule(L.LightningDataModule):
                 swapped,
                 transform=train_transform(hp.aug_strength) if train and hp.augment else None,
                 hflip_p=0.5 if train and hp.hflip else 0.0,
+                text_dropout=dropout,
+                empty_tokens=encode(self.tokenizer, [""], hp.max_words) if dropout else None,
             )
 
     def _decode(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
@@ -272,7 +242,7 @@ class SyntheticDataModule(TextSegDataModule):
         image_size: int = 128,
         **kwargs: Any,
     ) -> None:
-        super().__init__(image_size=image_size, **kwargs)
+        super().__init__(image_size=image_size, convention=convention, **kwargs)
         self.save_hyperparameters()
 
     def config(self) -> synthetic.SyntheticConfig:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from tmc_lightning.data.describe import convention_line, measure_convention, side_share
 from tmc_lightning.data.imageio import binarize_mask
 from tmc_lightning.data.layouts import DataError, Sample, SplitAbsent
 
@@ -44,7 +45,7 @@ def inspect_split(samples: list[Sample], used: set[Path] | None = None) -> dict[
     miscounts when splits share a folder, e.g. a manifest or Ariadne's carved validation).
     """
     sizes: Counter[tuple[int, int]] = Counter()
-    coverage, unreadable, mismatched, digests = [], [], [], {}
+    coverage, unreadable, mismatched, digests, sides = [], [], [], {}, []
     for s in samples:
         try:
             with Image.open(s.image) as im:
@@ -61,7 +62,9 @@ def inspect_split(samples: list[Sample], used: set[Path] | None = None) -> dict[
         sizes[isize] += 1
         if isize != msize:
             mismatched.append(f"{s.image} {isize} vs {s.mask} {msize}")
-        coverage.append(float(binarize_mask(m).mean()) * 100)
+        binary = binarize_mask(m)
+        coverage.append(float(binary.mean()) * 100)
+        sides.append(side_share(s.text, binary))
         digests.setdefault(hashlib.sha1(s.image.read_bytes()).hexdigest(), []).append(s.image.name)
     texts = [s.text for s in samples]
     if used is None:
@@ -85,6 +88,7 @@ def inspect_split(samples: list[Sample], used: set[Path] | None = None) -> dict[
         "mismatched": mismatched,
         "images_without_masks": orphans,
         "digests": set(digests),
+        "convention": measure_convention(sides),
     }
 
 
@@ -135,6 +139,8 @@ def report(dm) -> int:
             f"  images without masks/text: {len(info['images_without_masks'])}"
             + (f", e.g. {info['images_without_masks'][:3]}" if info["images_without_masks"] else "")
         )
+        if split == "train":
+            print(f"  {convention_line(info['convention'], dm.hparams.get('convention'))}")
         for key, label in (
             ("unreadable", "unreadable files"),
             ("mismatched", "image/mask size mismatches"),

@@ -14,9 +14,11 @@ import torch
 
 from tmc_lightning.data.datamodule import TextSegDataModule
 from tmc_lightning.data.layouts import SplitAbsent
-from tmc_lightning.evaluation.per_image import score_split, write_artifacts
+from tmc_lightning.data.text import encode
+from tmc_lightning.evaluation.per_image import bootstrap_ci, score_split, write_artifacts
+from tmc_lightning.evaluation.text_modes import mode_summary, parse_modes, table, texts_for
 from tmc_lightning.inference.checkpoint import load_datamodule, load_module
-from tmc_lightning.utils import run_dir_of, write_json_atomic
+from tmc_lightning.utils import run_dir_of, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("tmc_lightning.evaluate")
 
@@ -62,13 +64,21 @@ def evaluate(
     precision: str = "32-true",
     artifacts: bool = True,
     top_k: int = 4,
+    text_mode: str | list[str] = "given",
+    generic_prompt: str | None = None,
 ) -> dict[str, Any]:
     """Metrics per split (JSON) and, with ``artifacts``, per-image CSV, overlays and bootstrap CIs.
 
-    One pass over each split gives both the metrics and the per-image rows.
+    One pass over each split gives both the metrics and the per-image rows. ``text_mode``: the
+    prompts (``given``; or several of given, empty, shuffled, generic, scored one after another
+    into one table per split; ``generic_prompt`` defaults to the dataset's).
     """
+    modes = parse_modes(text_mode)
     module, ckpt = load_module(ckpt_path)
     dm = load_datamodule(ckpt, data_root)
+    generic_prompt = generic_prompt or dm.hparams.get("generic_prompt")
+    if "generic" in modes:
+        texts_for("generic", [], generic_prompt)  # no prompt: the error before any scoring
     device = pick_device(accelerator)
     module.to(device)
     results: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve())}
@@ -83,6 +93,10 @@ def evaluate(
         loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
         rows, metrics = score_split(module, loader, device, precision, with_hd95=artifacts)
         results[split] = metrics
+        if len(modes) > 1:
+            results.setdefault("text_modes", {})[split] = score_modes(
+                module, dm, split, rows, modes, generic_prompt, device, precision
+            )
         if not artifacts:
             continue
         summary = write_artifacts(rows, dm.datasets[split], eval_base / split, k=top_k)
@@ -100,6 +114,12 @@ def evaluate(
         )
     results["dataset"] = dm.identity()
     path = Path(out) if out else eval_base.parent / f"{eval_base.name}.json"  # names hold dots
+    if "text_modes" in results:
+        name = module.hparams.model_name
+        md = "\n".join(table(s, m, name) for s, m in results["text_modes"].items())
+        md_path = path.with_name(path.stem + "_text_modes.md")
+        write_text_atomic(md_path, f"# Prompt robustness: {ckpt_path}\n\n{md}")
+        print(md + f"table: {md_path}")
     write_json_atomic(path, results)
     for split in splits:
         print(
@@ -107,3 +127,37 @@ def evaluate(
         )
     print(f"wrote {path}")
     return results
+
+
+def mode_dataset(
+    dm: TextSegDataModule, dataset: Any, mode: str, generic_prompt: str | None
+) -> tuple[Any, dict[str, Any]]:
+    """``dataset`` with the texts (and token ids) of ``mode``, and what to report about them."""
+    texts, info = texts_for(mode, dataset.texts, generic_prompt)
+    tokens = encode(dm.build_tokenizer(), texts, dm.hparams.max_words)
+    return dataset.with_texts(texts, tokens), info
+
+
+def score_modes(
+    module: Any,
+    dm: TextSegDataModule,
+    split: str,
+    given_rows: list[dict[str, Any]],
+    modes: list[str],
+    generic_prompt: str | None,
+    device: torch.device,
+    precision: str,
+) -> dict[str, dict[str, Any]]:
+    """Each text mode's Dice on ``split``: the same images, only the prompts replaced."""
+    dataset = dm.datasets[split]
+    out: dict[str, dict[str, Any]] = {"given": mode_summary(given_rows, bootstrap_ci)}
+    for mode in modes[1:]:
+        dm.datasets[split], info = mode_dataset(dm, dataset, mode, generic_prompt)
+        try:
+            loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
+            rows, _ = score_split(module, loader, device, precision, with_hd95=False)
+        finally:
+            dm.datasets[split] = dataset
+        out[mode] = {**mode_summary(rows, bootstrap_ci), **info}
+        log.info("%s, text_mode=%s: Dice %.4f", split, mode, out[mode]["dice"])
+    return out

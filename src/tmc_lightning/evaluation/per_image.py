@@ -85,6 +85,7 @@ def score_split(
                     "iou": float(iou[j]),
                     "hd95": hd95(preds[j], gts[j]) if with_hd95 else float("nan"),
                     "pred_area": int(preds[j].sum()),
+                    "tp": int((preds[j] & gts[j]).sum()),
                     "true_area": int(gts[j].sum()),
                     "_pred": preds[j],
                 }

@@ -40,6 +40,8 @@ def attention_maps(
     # those get no panel of their own.
     enc = encodings(predictor.tokenizer, [text], predictor.max_words)[0]
     keep = [i for i, s in enumerate(enc.special_tokens_mask) if not s]
+    if not keep:  # an empty prompt (a model trained with text dropout): the special tokens' maps
+        keep = [i for i, a in enumerate(enc.attention_mask) if a]
     words = [enc.tokens[i] for i in keep]
     maps = []
     for att in out.attentions:  # (1, T, h, w)
@@ -65,7 +67,7 @@ def heatmap_figure(gray: np.ndarray, words: list[str], maps: list[np.ndarray], t
                 ax.set_title(words[c] if c < len(words) else "mean", fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"stage {r + 1}", fontsize=9)
-    fig.suptitle(text, fontsize=10)
+    fig.suptitle(text or "(no prompt)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -95,4 +95,6 @@ def predict(
                 Image.fromarray((p * 255).round().astype(np.uint8)).save(f"{stem}_prob.png")
                 written.append(Path(f"{stem}_prob.png"))
     print(f"wrote {len(written)} files for {len(jobs)} image(s) to {out_dir}")
+    if predictor.uses_text:
+        print(predictor.convention_note())
     return written

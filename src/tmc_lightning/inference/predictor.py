@@ -27,6 +27,8 @@ class Predictor:
     image_size: int
     max_words: int
     device: torch.device
+    text_dropout: float = 0.0  # > 0: trained with empty prompts too, so it segments without one
+    convention: str = "unknown"  # what "left" meant in the training texts
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Predictor:
@@ -51,18 +53,34 @@ class Predictor:
             image_size=int(dm_hp["image_size"]),
             max_words=int(dm_hp.get("max_words", 24)),
             device=dev,
+            text_dropout=float(dm_hp.get("text_dropout", 0.0)),
+            convention=str(dm_hp.get("convention", "unknown")),
         )
 
     @property
     def uses_text(self) -> bool:
         return bool(getattr(self.module.model, "uses_text", False))
 
+    @property
+    def accepts_empty_prompt(self) -> bool:
+        """Text-free models, and text-guided ones trained with ``dataset.text_dropout > 0``."""
+        return not self.uses_text or self.text_dropout > 0
+
+    def convention_note(self) -> str:
+        """What "left" means in this checkpoint's prompts, for the user to read."""
+        return {
+            "plain": 'prompts: "left" means the image\'s left half (as in the training texts)',
+            "radiographic": "prompts: \"left\" means the patient's left, shown on the image's right",
+        }.get(self.convention, 'prompts: the training data did not state what "left" means')
+
     def check_text(self, text: str | None, where: str) -> str:
         text = (text or "").strip()
-        if not text and self.uses_text:
+        if not text and not self.accepts_empty_prompt:
             raise DataError(
-                f"{where}: model {self.module.hparams.model_name!r} is text-guided and needs a prompt; "
-                'pass text="..." (e.g. text="Unilateral pulmonary infection, lower left lung.")'
+                f"{where}: model {self.module.hparams.model_name!r} is text-guided and was trained "
+                'without text dropout, so it never saw an empty prompt; pass text="..." (e.g. '
+                'text="Unilateral pulmonary infection, lower left lung.") or use a model trained '
+                "with dataset.text_dropout=0.3"
             )
         return text
 
