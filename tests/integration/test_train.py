@@ -158,6 +158,27 @@ def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
     assert (killed / "train.log").read_text().count("resuming ") == 1
     assert _metrics(killed) == _metrics(tmp_path / "a")
 
+    # Ctrl-C mid-epoch: last.ckpt at that step, a clean exit, and a resume to the same end.
+    stopped = tmp_path / "sigint"
+    cmd[-1] = f"hydra.run.dir={stopped}"
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = stopped / "checkpoints" / "last.ckpt"
+    while not last.exists() and proc.poll() is None and time.time() < deadline + 300:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the second epoch
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 130, err[-2000:]
+    assert f"continue with python -m tmc_lightning.train ckpt_path={last}" in err
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    per_epoch = 160 // 4
+    assert per_epoch < step < 2 * per_epoch  # saved mid-epoch, not at the epoch's end
+    assert not (stopped / "metrics.json").exists()
+    done = subprocess.run(resume[:-1] + [f"ckpt_path={last}"], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _metrics(stopped) == _metrics(tmp_path / "a")  # exactly the uninterrupted run
+
 
 def test_resume_from_a_missing_checkpoint_fails_before_any_folder(tmp_path, monkeypatch, capsys):
     from tmc_lightning.cli.train import main

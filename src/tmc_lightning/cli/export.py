@@ -1,4 +1,8 @@
-"""``tmc-export nnunet dataset=qata out=/path/to/nnUNet_raw``: a dataset as nnU-Net v2 raw data."""
+"""``tmc-export nnunet|onnx``: a dataset as nnU-Net v2 raw data, or a checkpoint as ONNX.
+
+tmc-export nnunet dataset=qata dataset.root=... out=/path/to/nnUNet_raw
+tmc-export onnx ckpt_path=.../best.ckpt out=model.onnx [opset=18] [check=true]
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from tmc_lightning.cli.common import one_line_errors
 from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.data.layouts import DataError
 from tmc_lightning.export.nnunet import export_nnunet
+from tmc_lightning.export.onnx import ExportError, export_onnx
 from tmc_lightning.utils import CONF_DIR
 
 
@@ -39,14 +45,35 @@ def main(cfg: DictConfig) -> None:
     print(f"      nnUNetv2_train {int(cfg.dataset_id)} 2d 0   # fold 0 = our train/val split")
 
 
-def cli() -> None:
-    """``tmc-export nnunet [overrides]``."""
-    if len(sys.argv) < 2 or sys.argv[1] != "nnunet":
-        print(
-            "usage: tmc-export nnunet dataset=<name> [dataset.root=...] out=/path/to/nnUNet_raw "
-            "[dataset_id=501] [overwrite=true]",
-            file=sys.stderr,
-        )
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export_onnx")
+@one_line_errors
+def onnx_main(cfg: DictConfig) -> None:
+    try:
+        info = export_onnx(cfg.ckpt_path, cfg.out, int(cfg.opset), bool(cfg.check), cfg.threshold)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    del sys.argv[1]
-    main()
+    line = f"wrote {cfg.out} ({info['model']}, opset {info['opset']}) and its notes"
+    if "parity" in info:
+        par = info["parity"]
+        line += (
+            f"; ONNX Runtime vs PyTorch on {par['batch']} images: max |logit diff| "
+            f"{par['max_abs_logit_diff']:.2e}, masks differ on {100 * par['mask_disagreement']:.4f}% of pixels"
+        )
+    print(line)
+
+
+USAGE = (
+    "usage: tmc-export nnunet dataset=<name> [dataset.root=...] out=/path/to/nnUNet_raw "
+    "[dataset_id=501] [overwrite=true]\n"
+    "       tmc-export onnx ckpt_path=<checkpoint> out=model.onnx [opset=18] [check=true]"
+)
+
+
+def cli() -> None:
+    """``tmc-export nnunet|onnx [overrides]``."""
+    commands = {"nnunet": main, "onnx": onnx_main}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(USAGE, file=sys.stderr)
+        sys.exit(2)
+    commands[sys.argv.pop(1)]()

@@ -16,6 +16,7 @@ from tmc_lightning.errors import ConfigError
 from tmc_lightning.hub import EncoderUnavailableError
 from tmc_lightning.inference.checkpoint import CheckpointError, read_checkpoint
 from tmc_lightning.training.callbacks import NonFiniteError
+from tmc_lightning.training.interrupt import TrainingInterrupted
 from tmc_lightning.training.run import run
 from tmc_lightning.utils import CONF_DIR
 
@@ -57,6 +58,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except NonFiniteError as err:  # the run folder stays: its last.ckpt and metrics.json
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(3) from None
+    except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: last.ckpt at the current step
+        print(f"interrupted: {stop}", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
     return results.get("val", {}).get("dice")  # the value a Hydra sweeper optimises
 
 

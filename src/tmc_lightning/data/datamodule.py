@@ -29,7 +29,7 @@ from tmc_lightning.data.layouts import (
     detect_layout,
     read_manifest,
 )
-from tmc_lightning.data.samplers import EpochShuffleSampler, ShardSampler
+from tmc_lightning.data.samplers import EpochShuffleSampler, ResumableLoader, ShardSampler
 from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
 from tmc_lightning.data.transforms import train_transform
 from tmc_lightning.data.triples import TripleDataset
@@ -190,16 +190,18 @@ class TextSegDataModule(L.LightningDataModule):
             sampler = EpochShuffleSampler(len(ds), hp.seed, rank, world)
         else:
             sampler = ShardSampler(len(ds), rank, world) if world > 1 else None
-        return DataLoader(
-            ds,
-            batch_size=bs,
-            sampler=sampler,
-            drop_last=shuffle and len(ds) > bs,
-            num_workers=hp.num_workers,
-            persistent_workers=hp.num_workers > 0,
+        kwargs: dict[str, Any] = {
+            "batch_size": bs,
+            "sampler": sampler,
+            "drop_last": shuffle and len(ds) > bs,
+            "num_workers": hp.num_workers,
+            "persistent_workers": hp.num_workers > 0,
             # Page-locked batches copy to the GPU asynchronously; on CPU they would only cost.
-            pin_memory=bool(trainer) and trainer.strategy.root_device.type == "cuda",
-        )
+            "pin_memory": bool(trainer) and trainer.strategy.root_device.type == "cuda",
+        }
+        if shuffle and trainer is not None:  # the train loader resumes mid-epoch
+            return ResumableLoader(ds, progress=lambda: _progress(trainer), **kwargs)
+        return DataLoader(ds, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -224,6 +226,13 @@ class TextSegDataModule(L.LightningDataModule):
             "sizes": sizes,
             "sha256": h.hexdigest()[:16],
         }
+
+
+def _progress(trainer: L.Trainer) -> tuple[int, int, int]:
+    """(epoch, train batches processed in it, train batches per epoch) of a running trainer."""
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    per_epoch = trainer.num_training_batches
+    return trainer.current_epoch, done, int(per_epoch) if per_epoch != float("inf") else 2**62
 
 
 class SyntheticDataModule(TextSegDataModule):

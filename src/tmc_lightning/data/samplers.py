@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class EpochShuffleSampler(Sampler):
@@ -18,6 +21,7 @@ class EpochShuffleSampler(Sampler):
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
         self.n, self.seed, self.epoch = n, seed, 0
         self.rank, self.world = rank, world
+        self.start = 0  # positions to skip in the next epoch's order (a mid-epoch resume)
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning before every epoch
         self.epoch = epoch
@@ -30,7 +34,8 @@ class EpochShuffleSampler(Sampler):
         order = torch.randperm(self.n, generator=g).tolist()
         item_seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g).tolist()
         pairs = list(zip(order, item_seeds, strict=True))[self.rank :: self.world]
-        return iter(pairs[: len(self)])
+        start, self.start = self.start, 0  # once: the epoch after this one starts at its top
+        return iter(pairs[start : len(self)])
 
 
 class ShardSampler(Sampler):
@@ -48,3 +53,34 @@ class ShardSampler(Sampler):
 
     def __iter__(self):
         return iter(range(self.rank, self.n, self.world))
+
+
+class ResumableLoader(DataLoader):
+    """The train loader, with its position in the epoch saved in checkpoints.
+
+    Lightning saves ``state_dict()`` of such a loader with every checkpoint and hands it back
+    to ``load_state_dict()`` on resume, before iterating. The position is read from the
+    trainer's count of processed batches (``progress``: epoch, batches processed, batches per
+    epoch), not counted here, because Lightning fetches a batch ahead of the one it trains on.
+    On resume the sampler skips the batches already trained on, without loading them.
+    """
+
+    def __init__(
+        self, *args: Any, progress: Callable[[], tuple[int, int, int]] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self._progress = progress
+        self._skip = 0
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, done, per_epoch = self._progress() if self._progress else (0, 0, 0)
+        return {"epoch": int(epoch), "batches_done": int(done) if done < per_epoch else 0}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._skip = int(state.get("batches_done", 0))
+
+    def __iter__(self):
+        if self._skip:
+            self.sampler.start = self._skip * self.batch_size
+            self._skip = 0
+        return super().__iter__()

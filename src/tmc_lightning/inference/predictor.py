@@ -77,10 +77,10 @@ class Predictor:
         text = (text or "").strip()
         if not text and not self.accepts_empty_prompt:
             raise DataError(
-                f"{where}: model {self.module.hparams.model_name!r} is text-guided and was trained "
-                'without text dropout, so it never saw an empty prompt; pass text="..." (e.g. '
-                'text="Unilateral pulmonary infection, lower left lung.") or use a model trained '
-                "with dataset.text_dropout=0.3"
+                f"{where}: model {self.module.hparams.model_name!r} is text-guided and needs a "
+                "prompt (it was trained without text dropout, so it never saw an empty one); "
+                'pass text="..." (e.g. text="Unilateral pulmonary infection, lower left lung.") '
+                "or use a model trained with dataset.text_dropout=0.3"
             )
         return text
 

@@ -23,6 +23,7 @@ from tmc_lightning.training.callbacks import (
     write_scores_csv,
 )
 from tmc_lightning.training.factory import check_config, make_datamodule, make_module
+from tmc_lightning.training.interrupt import GracefulInterrupt
 from tmc_lightning.training.precision import choose_precision
 from tmc_lightning.training.tracking import finish_wandb, make_wandb_logger
 from tmc_lightning.utils import git_commit, model_report, run_dir_of, write_json_atomic
@@ -38,6 +39,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, precision: str | None = None) -
     cb = cfg.callbacks
     ck = cb.checkpoint
     callbacks = checkpoint_callbacks(run_dir, ck.monitor, ck.mode, ck.save_top_k, ck.save_last)
+    if ck.save_last:  # Ctrl-C / SIGTERM: last.ckpt at the current step, then a clean exit
+        callbacks.append(GracefulInterrupt(run_dir / "checkpoints" / "last.ckpt"))
     if cb.get("finite_check", True):
         callbacks.append(FiniteCheck(patience=cb.get("finite_check_patience", 20)))
     if cb.early_stopping:
@@ -158,6 +161,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             write_json_atomic(run_dir / "metrics.json", results)
         raise
     results["epochs_trained"] = trainer.current_epoch
+    stopper = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
+    if stopper is not None and stopper.received:  # the signal came during the last validation
+        stopper.stop(trainer)
     if cfg.run_test and not trainer.fast_dev_run:
         results.update(score_best(trainer, module, dm, has_test, run_dir))
     results["dataset"] = dm.identity()
