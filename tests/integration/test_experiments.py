@@ -62,7 +62,9 @@ def test_every_experiment_runs_fast_dev_run(cache_dir, tmp_path):
     )
     runs = run_dirs(tmp_path)
     assert len(runs) == len(EXPERIMENTS) - 1
-    assert {OmegaConf.load(r / "config.yaml").group for r in runs} == set(EXPERIMENTS) - {"qata_study"}
+    assert {OmegaConf.load(r / "config.yaml").group for r in runs} == set(EXPERIMENTS) - {
+        "qata_study"
+    }
 
 
 @pytest.fixture(scope="module")

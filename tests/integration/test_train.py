@@ -161,7 +161,9 @@ def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
     # Ctrl-C mid-epoch: last.ckpt at that step, a clean exit, and a resume to the same end.
     stopped = tmp_path / "sigint"
     cmd[-1] = f"hydra.run.dir={stopped}"
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last = stopped / "checkpoints" / "last.ckpt"
     while not last.exists() and proc.poll() is None and time.time() < deadline + 300:
         time.sleep(0.02)
@@ -175,7 +177,9 @@ def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
     per_epoch = 160 // 4
     assert per_epoch < step < 2 * per_epoch  # saved mid-epoch, not at the epoch's end
     assert not (stopped / "metrics.json").exists()
-    done = subprocess.run(resume[:-1] + [f"ckpt_path={last}"], cwd=elsewhere, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        resume[:-1] + [f"ckpt_path={last}"], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert _metrics(stopped) == _metrics(tmp_path / "a")  # exactly the uninterrupted run
 
