@@ -12,12 +12,15 @@ enabled, the dataset swaps "left" and "right" in the text as it flips (see ``dat
 
 from __future__ import annotations
 
-import albumentations as A
-import cv2
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from tmc_lightning.data.imageio import resize_gray
+
+if TYPE_CHECKING:
+    import albumentations as A
 
 # Gray uint8 -> [-1, 1]: (x / 255 - MEAN) / STD, the same for every model and dataset.
 MEAN, STD = 0.5, 0.5
@@ -28,7 +31,10 @@ def image_to_tensor(gray: np.ndarray) -> torch.Tensor:
 
     Normalised to [-1, 1] and replicated to three channels (the encoders are RGB models).
     """
-    x = torch.from_numpy(np.ascontiguousarray(gray)).float().div_(255).sub_(MEAN).div_(STD)
+    gray = np.ascontiguousarray(gray)
+    if not gray.flags.writeable:  # e.g. np.asarray of a PIL image: torch wants to own a copy
+        gray = gray.copy()
+    x = torch.from_numpy(gray).float().div_(255).sub_(MEAN).div_(STD)
     return x[None].expand(3, -1, -1).contiguous()
 
 
@@ -42,6 +48,10 @@ def model_input(gray: np.ndarray, size: int) -> torch.Tensor:
 
 
 def train_transform(strength: float = 1.0) -> A.Compose:
+    """The training augmentation (albumentations, imported only when augmentation is on)."""
+    import albumentations as A
+    import cv2
+
     s = strength
     return A.Compose(
         [
