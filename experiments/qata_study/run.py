@@ -134,6 +134,8 @@ def run_one(row: Row, seed: int, args: argparse.Namespace) -> Path:
     attempt = {
         "command": cmd[1:],
         "git_commit": git("rev-parse", "HEAD"),
+        # tracked files that differ from that commit when the attempt started (none: clean)
+        "uncommitted": git("status", "--porcelain", "--untracked-files=no").splitlines(),
         "machine": machine_line(),
         "started": time.time(),
     }
