@@ -18,6 +18,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -130,7 +131,8 @@ def run_one(row: Row, seed: int, args: argparse.Namespace) -> Path:
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"attempts": []}
     for old in timing["attempts"]:
         if "wall_s" not in old and last.is_file():  # killed: its time up to the kept checkpoint
-            old.update(wall_s=round(last.stat().st_mtime - old["started"], 1), cpu_s=None)
+            kept = max(0.0, last.stat().st_mtime - old["started"])  # 0: it saved nothing
+            old.update(wall_s=round(kept, 1), cpu_s=None)
     attempt = {
         "command": cmd[1:],
         "git_commit": git("rev-parse", "HEAD"),
@@ -143,7 +145,14 @@ def run_one(row: Row, seed: int, args: argparse.Namespace) -> Path:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     work.mkdir(parents=True, exist_ok=True)  # the start is on record even if this is killed
     timing_path.write_text(json.dumps(timing, indent=2))
-    proc = subprocess.run(cmd, cwd=REPO)
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    forward = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+    try:
+        proc.wait()
+    except KeyboardInterrupt:  # the child got the same Ctrl-C: it saves at this step and exits
+        proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, forward)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     attempt.update(
         wall_s=round(time.time() - attempt["started"], 1),
@@ -153,6 +162,11 @@ def run_one(row: Row, seed: int, args: argparse.Namespace) -> Path:
     )
     if work.is_dir():
         timing_path.write_text(json.dumps(timing, indent=2))
+    if proc.returncode in (130, 143):
+        raise StudyError(
+            f"{run_id} interrupted; its last.ckpt is at the step it reached. Run the study "
+            "again to continue it."
+        )
     if proc.returncode:
         raise StudyError(
             f"{run_id} failed (exit {proc.returncode}); its log is {work / 'train.log'}. "

@@ -15,7 +15,7 @@ ort = pytest.importorskip(
     "onnxruntime", reason="onnxruntime is not installed (pip install -e '.[dev]')"
 )
 
-FAST = ("tmc", "unet")  # in make test; the other registered models run with make test-slow
+FAST = ("unet",)  # in make test; every other registered model (TMC: ~35 s) with make test-slow
 
 
 def trained(cache_dir, tmp_path, model):

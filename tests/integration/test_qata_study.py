@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "experiments" / "qata_study" / "run.py"
 TINY_STUDY = [
@@ -34,6 +36,7 @@ def study_cmd(tmp_path: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # ~50 s: two trainings, a kill, a resume (make test-slow)
 def test_an_interrupted_study_continues_where_it_stopped(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     cmd = study_cmd(tmp_path, "trainer.max_epochs=12")

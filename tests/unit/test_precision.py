@@ -33,10 +33,10 @@ def test_cpu_auto_takes_bf16_only_with_native_bf16(monkeypatch, flags, capabilit
 def test_cuda_auto_is_bf16_or_fp16_by_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Tesla V100")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     used, why = P.choose_precision("auto", "gpu")
     assert used == "16-mixed" and "V100" in why and "scaling" in why
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert P.choose_precision("auto", "gpu")[0] == "bf16-mixed"
     assert P.choose_precision("auto", "auto")[0] == "bf16-mixed"  # auto accelerator finds the GPU
 

@@ -7,8 +7,10 @@ uploads, so expose it only on a network you trust.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -43,6 +45,7 @@ def build_app(predictor: Predictor, threshold: float = 0.5, title: str = "TMC de
         ) from None
     shown = examples()
     out_dir = Path(tempfile.mkdtemp(prefix="tmc-demo-"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
     hint = predictor.convention_note()
     if predictor.accepts_empty_prompt and predictor.uses_text:
         hint += "; this model was trained with text dropout and also segments without a prompt"
@@ -56,7 +59,8 @@ def build_app(predictor: Predictor, threshold: float = 0.5, title: str = "TMC de
             log.exception("segmentation failed")
             raise gr.Error(f"could not segment this image: {err}", print_exception=False) from None
         stem = Path(path).stem if path else "image"
-        mask_path = result.save_mask(out_dir / f"{stem}_mask.png")
+        request = Path(tempfile.mkdtemp(dir=out_dir))  # one per request: never another's mask
+        mask_path = result.save_mask(request / f"{stem}_mask.png")
         return (
             result.overlay,
             result.prob_image(),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +198,7 @@ class TextSegDataModule(L.LightningDataModule):
             "drop_last": shuffle and len(ds) > bs,
             "num_workers": hp.num_workers,
             "persistent_workers": hp.num_workers > 0,
+            "worker_init_fn": _worker_init if hp.num_workers > 0 else None,
             # Page-locked batches copy to the GPU asynchronously; on CPU they would only cost.
             "pin_memory": bool(trainer) and trainer.strategy.root_device.type == "cuda",
         }
@@ -233,6 +236,16 @@ def _progress(trainer: L.Trainer) -> tuple[int, int, int]:
     done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
     per_epoch = trainer.num_training_batches
     return trainer.current_epoch, done, int(per_epoch) if per_epoch != float("inf") else 2**62
+
+
+def _worker_init(worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C and SIGTERM: the main process stops them after saving."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.environ.get("PL_SEED_WORKERS") == "1":  # what Lightning would have installed
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)
 
 
 class SyntheticDataModule(TextSegDataModule):

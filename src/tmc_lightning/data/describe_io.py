@@ -83,9 +83,12 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
             df.to_csv(tmp, index=False)
         else:
             df.to_excel(tmp, index=False)
-        if out.exists():  # checked again: another process may have made it meanwhile
-            raise DataError(f"out={out} exists; describe never overwrites, pick a new file")
-        os.replace(tmp, out)
+        try:  # a hard link fails if out exists: nothing another process wrote meanwhile is lost
+            os.link(tmp, out)
+        except FileExistsError:
+            raise DataError(
+                f"out={out} exists; describe never overwrites, pick a new file"
+            ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 

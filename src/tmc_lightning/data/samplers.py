@@ -71,6 +71,7 @@ class ResumableLoader(DataLoader):
         super().__init__(*args, **kw)
         self._progress = progress
         self._skip = 0
+        self._resume_epoch: int | None = None
 
     def state_dict(self) -> dict[str, int]:
         epoch, done, per_epoch = self._progress() if self._progress else (0, 0, 0)
@@ -78,8 +79,15 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._skip = int(state.get("batches_done", 0))
+        # The epoch the resume trains: the saved one mid-epoch, the next after an epoch's end.
+        self._resume_epoch = int(state.get("epoch", 0)) + (0 if self._skip else 1)
 
     def __iter__(self):
+        # On a resume Lightning creates the iterator before it sets the sampler's epoch, and
+        # worker processes read the sampler at once: give it the epoch it is about to train.
+        if self._resume_epoch is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(self._resume_epoch)
+        self._resume_epoch = None
         if self._skip:
             self.sampler.start = self._skip * self.batch_size
             self._skip = 0

@@ -34,7 +34,7 @@ def parse_modes(value: Any) -> list[str]:
 def derangement(n: int, seed: int = SHUFFLE_SEED) -> np.ndarray:
     """A permutation of ``range(n)`` with no fixed point, drawn with ``seed`` (n >= 2)."""
     if n < 2:
-        raise ValueError("shuffled texts need at least 2 images in the split")
+        raise ConfigError("text_mode=shuffled needs at least 2 images in the split")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     for i in range(n):  # swap each fixed point with its neighbour; none comes back

@@ -60,9 +60,9 @@ def unsupported_operator(err: BaseException) -> str | None:
     text = f"{err}\n{err.__cause__ or ''}"
     for pattern in (
         r"ONNX export of operator ([\w:.]+)",
+        r"Exporting the operator '?([\w:.]+)'? to ONNX",
         r"[Uu]nsupported (?:FX nodes|operator)[^\w]*\{?'?([\w:.]+)",
-        r"No decompositions? registered for [^\w]*([\w:.]+)",
-        r"(aten::[\w.]+|aten\.[\w.]+)",
+        r"No (?:ONNX function found|decompositions? registered) for [^\w]*(?:OpOverload\(op=')?([\w:.]+)",
     ):
         m = re.search(pattern, text)
         if m:

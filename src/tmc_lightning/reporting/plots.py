@@ -62,7 +62,12 @@ def plot_bars(groups: list[Group], path: Path) -> None:
 def val_curve(run: Run) -> pd.Series | None:
     """Validation Dice per epoch from logs*/metrics.csv (a resumed run's later logs win)."""
     frames = []
-    for csv_path in sorted(run.path.glob("logs*/metrics.csv")):
+
+    def order(path: Path) -> int:  # logs, logs-resume1, logs-resume2, ..., logs-resume10
+        tail = path.parent.name.removeprefix("logs").removeprefix("-resume")
+        return int(tail) if tail.isdigit() else 0
+
+    for csv_path in sorted(run.path.glob("logs*/metrics.csv"), key=order):
         df = pd.read_csv(csv_path)
         if {"epoch", "val/dice"} <= set(df.columns):
             frames.append(df[["epoch", "val/dice"]].dropna())

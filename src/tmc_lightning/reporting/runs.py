@@ -181,7 +181,8 @@ def group_runs(runs: list[Run], keys: list[str]) -> tuple[list[Group], list[str]
             show_value(shown[k]) if k == LABEL_KEY else f"{nm}={show_value(shown[k])}"
             for nm, k in zip(names, varying, strict=True)
         )
-        g.label = g.label or show_value(shown.get("model.name", "all runs"))
+        named = shown.get(LABEL_KEY) or g.runs[0].config.get(LABEL_KEY)
+        g.label = g.label or show_value(named or shown.get("model.name", "all runs"))
         groups.append(g)
     return groups, varying
 

@@ -102,17 +102,17 @@ def paired_lines(tests: list[dict[str, Any]]) -> list[str]:
     out = []
     if ok:
         out += [
-            f"On the {ok[0]['split']} split: per-image Dice averaged over each configuration's "
-            "seeds, paired by image name; A − B in Dice points (95% bootstrap CI of the mean "
-            "over images).",
+            "Per-image Dice averaged over each configuration's seeds, paired by image name (on "
+            "the test split where both have it, else val); A − B in Dice points (95% bootstrap "
+            "CI of the mean over images).",
             "",
-            "| A | B | n images | median Dice A − B | mean Dice A − B (95% CI) | statistic | p-value |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| A | B | split | n images | median Dice A − B | mean Dice A − B (95% CI) | statistic | p-value |",
+            "|---|---|---|---:|---:|---:|---:|---:|",
         ]
     for t in ok:
         lo, hi = t["mean_diff_ci"]
         out.append(
-            f"| {_name(t['a'])} | {_name(t['b'])} | {t['n']} | {100 * t['median_diff']:+.3f} | "
+            f"| {_name(t['a'])} | {_name(t['b'])} | {t['split']} | {t['n']} | {100 * t['median_diff']:+.3f} | "
             f"{100 * t['mean_diff']:+.3f} ({100 * lo:+.3f} to {100 * hi:+.3f}) | "
             f"{t['statistic']:.1f} | {t['p']:.4g} |"
         )

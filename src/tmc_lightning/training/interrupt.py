@@ -43,7 +43,9 @@ class GracefulInterrupt(L.Callback):
     def _handler(self, signum: int, frame: Any) -> None:
         self.received = SIGNALS.get(signum, str(signum))
         log.warning("%s received: stopping after the current step", self.received)
-        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))  # twice: at once
+        # A second signal stops at once: Python's Ctrl-C (KeyboardInterrupt), SIGTERM's default.
+        again = self._previous.get(signum) if signum == signal.SIGINT else None
+        signal.signal(signum, again or signal.SIG_DFL)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # After Lightning's own signal setup (which may have registered a SIGTERM notifier).
@@ -54,7 +56,7 @@ class GracefulInterrupt(L.Callback):
 
     def _restore(self) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

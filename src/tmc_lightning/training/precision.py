@@ -50,7 +50,7 @@ def choose_precision(requested: str, accelerator: str) -> tuple[str, str]:
         if not torch.cuda.is_available():
             return "32-true", "no CUDA device visible"
         name = torch.cuda.get_device_name(0)
-        if torch.cuda.is_bf16_supported():
+        if torch.cuda.is_bf16_supported(including_emulation=False):
             return "bf16-mixed", f"CUDA device {name} supports bf16"
         return "16-mixed", f"CUDA device {name} lacks bf16: fp16 with gradient scaling"
     if accelerator not in ("cpu", "auto"):
