@@ -15,7 +15,7 @@ ort = pytest.importorskip(
     "onnxruntime", reason="onnxruntime is not installed (pip install -e '.[dev]')"
 )
 
-FAST = ("unet",)  # in make test; every other registered model (TMC: ~35 s) with make test-slow
+FAST = ("tmc", "unet")  # in make test; the other five registered models with make test-slow
 
 
 def trained(cache_dir, tmp_path, model):
