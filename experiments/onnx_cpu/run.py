@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -44,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from tmc_lightning.export.onnx import _Logits, example_inputs, export_onnx
     from tmc_lightning.inference.predictor import Predictor
     from tmc_lightning.training.run import run
+    from tmc_lightning.utils import cpu_model
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", nargs="+", default=["tmc", "unet"])
@@ -76,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             ox = median_ms(lambda s=session, f=feed: s.run(["logits"], f), args.repeats)
             rows.append((model, batch, pt / batch, ox / batch, pt / ox, info["parity"]))
             print(rows[-1], flush=True)
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     lines = [
         "# ONNX Runtime vs PyTorch eager on the CPU (forward pass, per image)",
         "",

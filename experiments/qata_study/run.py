@@ -87,14 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def machine_line() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from tmc_lightning.utils import cpu_model
+
+    model = cpu_model()
     return f"{model}, {os.cpu_count()} logical CPUs"
 
 
