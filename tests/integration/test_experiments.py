@@ -46,6 +46,7 @@ def test_every_experiment_config_composes():
         assert cfg.model.name and cfg.dataset.name
 
 
+@pytest.mark.slow  # ~11 s: every conf/experiment file through fast_dev_run (make test-slow)
 def test_every_experiment_runs_fast_dev_run(cache_dir, tmp_path):
     """One multirun over experiment=glob(*), each job a fast_dev_run on the embedded set.
 
@@ -135,6 +136,7 @@ def test_ablation_wandb_runs_hold_config_and_final_metrics(ablation_sweep):
                 assert wb["summary"][f"final/{split}/{key}"] == pytest.approx(local[split][key])
 
 
+@pytest.mark.slow  # ~40 s: two DDP processes over gloo (make test-slow)
 def test_ddp_metrics_equal_one_process(cache_dir, tmp_path):
     """Two gloo processes on the CPU: split metrics equal a one-process evaluation of the same
     checkpoint. Odd split sizes make sure no item is padded in twice."""
@@ -166,6 +168,7 @@ def test_ddp_metrics_equal_one_process(cache_dir, tmp_path):
     assert len(names) == len(set(names)) == 15
 
 
+@pytest.mark.slow  # ~13 s: an Optuna multirun (make test-slow)
 def test_optuna_search_runs(cache_dir, tmp_path):
     train_cli(
         "-m",

@@ -136,6 +136,7 @@ def test_score_predictions_uses_our_metrics(tmp_path):
     assert scores["dice_global"] == pytest.approx(2 * 72 / (2 * 72 + 36))
 
 
+@pytest.mark.slow  # ~15 s: the nnU-Net export CLI end to end (make test-slow)
 def test_cli(tmp_path):
     root = make_lvit(tmp_path / "data")
     out = tmp_path / "raw"

@@ -93,6 +93,74 @@ def test_mcm_false_removes_exactly_the_cross_attention():
     )
 
 
+@pytest.mark.parametrize("size", [64, 96])
+def test_resized_injection_never_builds_the_features_at_full_resolution(size, monkeypatch):
+    """``resized`` embeds each MCM map at the resolution that consumes it; ``full`` upsamples
+    it to the U-Net level first (the layout of older checkpoints). Both segment."""
+    import torch.nn.functional as F
+
+    from tmc_lightning.models import segmenter
+
+    made = []  # (channels, height, width) of every injected map that was resized
+    real = F.interpolate
+
+    def spy(x, *a, **kw):
+        out = real(x, *a, **kw)
+        made.append(tuple(out.shape[1:]))
+        return out
+
+    monkeypatch.setattr(segmenter.F, "interpolate", spy)
+    image, ids, mask = inputs(size=size)
+    for mode in ("resized", "full"):
+        torch.manual_seed(0)
+        model = build_model(
+            "tmc", preset="tiny", image_size=size, vocab_size=VOCAB, injection=mode
+        ).eval()
+        seg = model.segmenter
+        inj = [lin.out_features for lin in model.inject]
+        widths = [stage.embed.out_channels for stage in seg.vit_down]
+        made.clear()
+        assert model(image, ids, mask).shape == (2, 1, size, size)
+        for k in range(4):
+            level = size >> k  # the U-Net level that stage k joins
+            full_size = [m for m in made if m[0] == inj[k] and m[1] == level]
+            if mode == "full":
+                assert seg.vit_down[k].embed.in_channels == widths[k] + inj[k]
+                assert full_size, f"full: stage {k} is upsampled to {level}px"
+            else:
+                assert seg.vit_down[k].embed.in_channels == widths[k]
+                assert seg.vit_inject[k].kernel_size[0] == [4, 2, 1, 1][k]
+                assert not full_size, f"resized: stage {k} was built at {level}px"
+        if mode == "full":
+            assert not any(n.startswith("segmenter.vit_inject") for n in _names(model))
+
+
+@pytest.mark.parametrize(
+    "switch", [{"mcm": False}, {"align": False}, {"injection": "full"}, {"text": {"freeze": True}}]
+)
+def test_ablation_rows_start_their_shared_parts_from_the_same_weights(switch):
+    """Each part's random init comes from (seed, its name): switching a module off or changing
+    the injection leaves every other parameter's initial value as it was."""
+    a, b = tiny("tmc"), tiny("tmc", **switch)
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    shared = [n for n in pa.keys() & pb.keys() if pa[n].shape == pb[n].shape]
+    differ = {n for n in shared if not torch.equal(pa[n], pb[n])}
+    changed = {n for n in pa.keys() & pb.keys() if pa[n].shape != pb[n].shape}
+    if "injection" in switch:  # only the ViT down path's patch embeddings (their fan-in)
+        assert changed == {f"segmenter.vit_down.{k}.embed.weight" for k in range(4)}
+        differ -= {f"segmenter.vit_down.{k}.embed.bias" for k in range(4)}
+    assert len(shared) > 100 and not differ, sorted(differ)[:5]
+    torch.manual_seed(1)
+    other = build_model("tmc", preset="tiny", image_size=64, vocab_size=VOCAB)
+    assert not torch.equal(dict(other.named_parameters())["segmenter.decoder.head.weight"],
+                           pa["segmenter.decoder.head.weight"])  # fmt: skip
+
+
+def test_unknown_injection_names_the_key():
+    with pytest.raises(ValueError, match="model.injection='concat'.*resized, full"):
+        tiny("tmc", injection="concat")
+
+
 def test_align_false_removes_exactly_the_alignment_heads():
     full, no_align = tiny("tmc"), tiny("tmc", align=False)
     removed = _names(full) - _names(no_align)

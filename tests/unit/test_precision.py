@@ -46,3 +46,39 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n")
     assert P.cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
     assert P.cpu_flags(tmp_path / "absent") == set()
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_gradients_are_clipped_with_the_fused_optimizer(cache_dir, tmp_path, precision):
+    """Lightning's mixed-precision plugin refuses to clip for a fused AdamW; the module clips
+    itself where no scaler is involved (every bf16 run failed there on a CPU with AMX)."""
+    import lightning as L
+
+    from tests.conftest import tiny_cfg
+    from tmc_lightning.training.factory import make_datamodule, make_module
+    from tmc_lightning.training.run import make_trainer
+
+    cfg = tiny_cfg(
+        cache_dir, "model=unet", "trainer.max_epochs=1", "trainer.gradient_clip_val=1e-3"
+    )
+    dm = make_datamodule(cfg)
+    module = make_module(cfg, dm)
+    norms = []
+
+    class Spy(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            opt = trainer.optimizers[0]
+            assert opt.defaults["fused"], "the CPU optimizer should be the fused one"
+
+            def after_step(optimizer, args, kwargs):  # the closure ran inside step()
+                grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
+                norms.append(float(torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(g) for g in grads if g is not None]))))  # fmt: skip
+
+            opt.register_step_post_hook(after_step)
+
+    trainer = make_trainer(cfg, tmp_path, precision=precision)
+    trainer.callbacks.append(Spy())
+    trainer.fit(module, datamodule=dm)
+    assert len(norms) == 6  # 48 images, batch 8
+    assert max(norms) <= 1e-3 * 1.001, norms

@@ -60,6 +60,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} names model {name!r}, which is not registered "
             f"(known: {list_models()}); only registry names are accepted"
         )
+    kwargs = hp.get("model_kwargs")
+    if name == "tmc" and isinstance(kwargs, dict) and "injection" not in kwargs:
+        # Written before model.injection existed: its segmenter has the "full" layout.
+        hp["model_kwargs"] = {**kwargs, "injection": "full"}
     return ckpt
 
 

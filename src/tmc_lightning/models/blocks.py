@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tmc_lightning.models.attention import attend, sdpa_enabled
+
+T = TypeVar("T")
+
+
+def seeded(base: int, name: str, build: Callable[[], T]) -> T:
+    """``build()`` with the random generator seeded from (``base``, ``name``), then restored.
+
+    A part built so has a random initialisation that depends on ``base`` and its own name
+    only, not on which parts were built before it.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(base + zlib.crc32(name.encode()))
+        return build()
+
+
+def draw_seed() -> int:
+    """One draw from the global generator: the base of a network's :func:`seeded` parts."""
+    return int(torch.randint(0, 2**31 - 1, ()).item())
 
 
 class ConvBlock(nn.Module):

@@ -110,6 +110,10 @@ class TMCConfig:
     align_dim: int = 64  # shared width of the alignment projections
     vit_depth: int = 1  # transformer blocks per level of the ViT branch
     vit_heads: int = 4  # attention heads of the ViT branch
+    # How MCM features enter the U-Net (segmenter.py): "resized" (each part at the resolution
+    # that consumes it) or "full" (upsampled to the U-Net level, then concatenated; the layout
+    # of checkpoints written before this option existed).
+    injection: str = "resized"
     vision: VisionConfig = field(default_factory=VisionConfig)  # the visual encoder
     text: TextConfig = field(default_factory=TextConfig)  # the text encoder
 

@@ -21,15 +21,21 @@ class LViT(SegmentationNet):
     def __init__(self, config: LViTConfig) -> None:
         super().__init__(config)
         cfg = config
-        self.text = StagedTextEncoder(cfg.text, vocab_size=cfg.vocab_size, embeddings_only=True)
-        self.segmenter = DualUSegmenter(
-            cfg.image_size,
-            cfg.base_width,
-            self.text.hidden_size,
-            cfg.max_words,
-            None,
-            cfg.vit_depth,
-            cfg.vit_heads,
+        self.text = self.part(
+            "text",
+            lambda: StagedTextEncoder(cfg.text, vocab_size=cfg.vocab_size, embeddings_only=True),
+        )
+        self.segmenter = self.part(
+            "segmenter",
+            lambda: DualUSegmenter(
+                cfg.image_size,
+                cfg.base_width,
+                self.text.hidden_size,
+                cfg.max_words,
+                None,
+                cfg.vit_depth,
+                cfg.vit_heads,
+            ),
         )
 
     def forward_features(self, image, input_ids=None, attention_mask=None, need_attention=False):

@@ -6,8 +6,24 @@ previous ViT stage's tokens; text joins at the first stage. A ViT "up" path mirr
 each scale's tokens are reshaped, upsampled and added to the CNN skip of that scale. A
 pixel-level attention gate rescales every skip before the CNN decoder.
 
-TMC injects its MCM features into the down path: ``x_i = DownCNN_i(concat(x_{i-1}, F_i))`` and
-``y_i = DownViT_i(concat(x_{i-1}, F_i), y_{i-1})``.
+TMC injects its MCM features into the down path, the paper's
+``x_i = DownCNN_i(concat(x_{i-1}, F_i))`` and ``y_i = DownViT_i(concat(x_{i-1}, F_i), y_{i-1})``.
+``F_i`` (stage i of the visual encoder, stride ``4 * 2^i``) is coarser than the U-Net level it
+joins (stride ``2^i``), so it has to be resized; two ways are built (``model.injection``):
+
+- ``resized`` (the default) never builds ``F_i`` at the U-Net level's full resolution::
+
+      x_i = Conv_i(concat(MaxPool(x_{i-1}), Up(F_i)))            Up: bilinear to x_i's size
+      y_i = Blocks_i(E_i(x_{i-1}) + G_i(F_i) + pos_i + link(y_{i-1}))
+
+  ``E_i`` is the patch embedding of the CNN map (kernel = stride = 16 / 2^i), ``G_i`` a patch
+  embedding of ``F_i`` at its own resolution (kernel = stride = 4 / 2^i, a 1x1 after bilinear
+  upsampling for the stride-32 stage). A convolution over a concatenation is the sum of
+  convolutions over its parts, so this is the paper's embedding of ``concat(x_{i-1}, F_i)``
+  with ``F_i``'s part applied before, not after, the upsampling.
+- ``full`` (checkpoints written before this option existed): ``F_i`` is upsampled to
+  ``x_{i-1}``'s resolution, concatenated, and the concatenation is max-pooled inside
+  ``DownCNN_i`` and patch-embedded by ``DownViT_i``.
 """
 
 from __future__ import annotations
@@ -20,12 +36,23 @@ from tmc_lightning.models.blocks import (
     ConvBlock,
     TransformerBlock,
     UNetDecoder,
+    draw_seed,
     heads_for,
+    seeded,
     sincos_2d,
     unet_widths,
 )
 
 PATCH = 16  # the ViT token grid is image_size / PATCH on every scale
+INJECT_STRIDE = 4  # injected map i has stride INJECT_STRIDE * 2^i (the visual encoder's stages)
+INJECTIONS = ("resized", "full")
+
+
+def resize(x: torch.Tensor, size: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    """``x`` bilinearly resized to ``size`` (returned as it is when it has that size already)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class TextToTokens(nn.Module):
@@ -48,10 +75,15 @@ class ViTStage(nn.Module):
         self, in_ch: int, dim: int, patch: int, num_tokens: int, depth: int, heads: int
     ) -> None:
         super().__init__()
-        self.embed = nn.Conv2d(in_ch, dim, patch, stride=patch)
+        base = draw_seed()  # the blocks' init does not depend on the embedding's width
+        self.embed = seeded(base, "embed", lambda: nn.Conv2d(in_ch, dim, patch, stride=patch))
         grid = int(round(num_tokens**0.5))
         self.pos = nn.Parameter(sincos_2d(dim, grid, grid).flatten(1).T[None])  # (1, N, dim)
-        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads) for _ in range(depth)))
+        self.blocks = seeded(
+            base,
+            "blocks",
+            lambda: nn.Sequential(*(TransformerBlock(dim, heads) for _ in range(depth))),
+        )
 
     def forward(self, fmap: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         tokens = self.embed(fmap).flatten(2).transpose(1, 2) + self.pos  # (B, N, dim)
@@ -87,41 +119,77 @@ class DualUSegmenter(nn.Module):
         vit_depth: int = 1,
         vit_heads: int = 4,
         in_channels: int = 3,
+        injection: str = "resized",
     ) -> None:
         super().__init__()
         if image_size % PATCH != 0:
             raise ValueError(f"image_size must be a multiple of {PATCH}, got {image_size}")
+        if injection not in INJECTIONS:
+            raise ValueError(
+                f"model.injection={injection!r} is unknown; choose one of {', '.join(INJECTIONS)}"
+            )
         w = unet_widths(base_width)
         inj = inject_channels or [0, 0, 0, 0]
         grid = image_size // PATCH
         self.grid = grid
-        self.inc = ConvBlock(in_channels, w[0])
-        self.downs = nn.ModuleList(ConvBlock(w[i] + inj[i], w[i + 1]) for i in range(4))
+        self.injection = injection
+        full = injection == "full"
+        base = draw_seed()  # every part's init from (base, its name): the two injections
+        # start all the parts they share (all but the ViT patch embeddings) from one draw
+
+        def part(name: str, build):
+            return seeded(base, name, build)
+
+        self.inc = part("inc", lambda: ConvBlock(in_channels, w[0]))
+        self.downs = part(
+            "downs", lambda: nn.ModuleList(ConvBlock(w[i] + inj[i], w[i + 1]) for i in range(4))
+        )
+        # "resized": the injected maps' own patch embeddings (None where nothing is injected).
+        self.inject_patch = [max(PATCH // (INJECT_STRIDE << k), 1) for k in range(4)]
+        self.vit_inject = part(
+            "vit_inject",
+            lambda: nn.ModuleList(
+                nn.Conv2d(inj[k], w[k], q, stride=q, bias=False)
+                if inj[k] and not full
+                else nn.Identity()
+                for k, q in enumerate(self.inject_patch)
+            ),
+        )
         self.vit_down = nn.ModuleList(
-            ViTStage(
-                w[k] + inj[k],
-                w[k],
-                PATCH >> k,
-                grid * grid,
-                vit_depth,
-                heads_for(w[k], vit_heads),
+            part(
+                f"vit_down.{k}",
+                lambda k=k: ViTStage(
+                    w[k] + (inj[k] if full else 0),
+                    w[k],
+                    PATCH >> k,
+                    grid * grid,
+                    vit_depth,
+                    heads_for(w[k], vit_heads),
+                ),
             )
             for k in range(4)
         )
-        self.vit_link = nn.ModuleList(
-            nn.Linear(w[k - 1], w[k]) for k in range(1, 4)
+        self.vit_link = part(
+            "vit_link", lambda: nn.ModuleList(nn.Linear(w[k - 1], w[k]) for k in range(1, 4))
         )  # y_{k-1} -> y_k
-        self.text_in = TextToTokens(text_dim, w[0], max_words, grid * grid)
-        self.vit_up = nn.ModuleList(
-            nn.Sequential(
-                *(TransformerBlock(w[k], heads_for(w[k], vit_heads)) for _ in range(vit_depth))
-            )
-            for k in range(3)
+        self.text_in = part("text_in", lambda: TextToTokens(text_dim, w[0], max_words, grid * grid))
+        self.vit_up = part(
+            "vit_up",
+            lambda: nn.ModuleList(
+                nn.Sequential(
+                    *(TransformerBlock(w[k], heads_for(w[k], vit_heads)) for _ in range(vit_depth))
+                )
+                for k in range(3)
+            ),
         )
-        self.up_link = nn.ModuleList(nn.Linear(w[k + 1], w[k]) for k in range(3))  # u_{k+1} -> u_k
-        self.to_skip = nn.ModuleList(nn.Conv2d(w[k], w[k], 1) for k in range(4))
-        self.gates = nn.ModuleList(PixelGate() for _ in range(4))
-        self.decoder = UNetDecoder(w)
+        self.up_link = part(
+            "up_link", lambda: nn.ModuleList(nn.Linear(w[k + 1], w[k]) for k in range(3))
+        )  # u_{k+1} -> u_k
+        self.to_skip = part(
+            "to_skip", lambda: nn.ModuleList(nn.Conv2d(w[k], w[k], 1) for k in range(4))
+        )
+        self.gates = part("gates", lambda: nn.ModuleList(PixelGate() for _ in range(4)))
+        self.decoder = part("decoder", lambda: UNetDecoder(w))
 
     def forward(
         self,
@@ -135,16 +203,22 @@ class DualUSegmenter(nn.Module):
         xs, ys = [x], []
         y = None
         for k in range(4):
-            inp = x
-            if injections is not None:
-                f = F.interpolate(
-                    injections[k], size=x.shape[-2:], mode="bilinear", align_corners=False
-                )
-                inp = torch.cat([x, f], dim=1)
             extra = self.text_in(words, word_mask) if k == 0 else self.vit_link[k - 1](y)
-            y = self.vit_down[k](inp, extra)  # (B, N, w_k)
+            if injections is None:
+                y = self.vit_down[k](x, extra)  # (B, N, w_k)
+                x = self.downs[k](F.max_pool2d(x, 2))
+            elif self.injection == "full":
+                inp = torch.cat([x, resize(injections[k], x.shape[-2:])], dim=1)
+                y = self.vit_down[k](inp, extra)
+                x = self.downs[k](F.max_pool2d(inp, 2))
+            else:
+                f = injections[k]
+                side = self.grid * self.inject_patch[k]
+                g = self.vit_inject[k](resize(f, (side, side)))  # (B, w_k, grid, grid)
+                y = self.vit_down[k](x, extra + g.flatten(2).transpose(1, 2))
+                pooled = F.max_pool2d(x, 2)
+                x = self.downs[k](torch.cat([pooled, resize(f, pooled.shape[-2:])], dim=1))
             ys.append(y)
-            x = self.downs[k](F.max_pool2d(inp, 2))
             xs.append(x)
         # ViT up path: u_3 = y_3, u_k = Blocks(y_k + link(u_{k+1})).
         us = [ys[3]]

@@ -60,25 +60,46 @@ class TMC(SegmentationNet):
     def __init__(self, config: TMCConfig) -> None:
         super().__init__(config)
         cfg = config
-        self.vision = StagedBackbone(cfg.vision, img_size=cfg.image_size)
-        self.text = StagedTextEncoder(cfg.text, vocab_size=cfg.vocab_size)
+        part = self.part  # each part's random init from (seed, its name) alone
+        self.vision = part("vision", lambda: StagedBackbone(cfg.vision, img_size=cfg.image_size))
+        self.text = part("text", lambda: StagedTextEncoder(cfg.text, vocab_size=cfg.vocab_size))
         vis, txt = self.vision.channels, self.text.hidden_size
         self.mcm = (
-            nn.ModuleList(
-                MCMStage(c, txt, cfg.mcm_heads, grid=-(-cfg.image_size // (4 << i)))
-                for i, c in enumerate(vis)
+            part(
+                "mcm",
+                lambda: nn.ModuleList(
+                    MCMStage(c, txt, cfg.mcm_heads, grid=-(-cfg.image_size // (4 << i)))
+                    for i, c in enumerate(vis)
+                ),
             )
             if cfg.mcm
             else None
         )
         self.align_heads = (
-            nn.ModuleList(AlignHead(c, txt, cfg.align_dim) for c in vis) if cfg.align else None
+            part(
+                "align_heads",
+                lambda: nn.ModuleList(AlignHead(c, txt, cfg.align_dim) for c in vis),
+            )
+            if cfg.align
+            else None
         )
         widths = unet_widths(cfg.base_width)
         inject = [widths[k] // 2 for k in range(4)]
-        self.inject = nn.ModuleList(nn.Linear(vis[k], inject[k]) for k in range(4))
-        self.segmenter = DualUSegmenter(
-            cfg.image_size, cfg.base_width, txt, cfg.max_words, inject, cfg.vit_depth, cfg.vit_heads
+        self.inject = part(
+            "inject", lambda: nn.ModuleList(nn.Linear(vis[k], inject[k]) for k in range(4))
+        )
+        self.segmenter = part(
+            "segmenter",
+            lambda: DualUSegmenter(
+                cfg.image_size,
+                cfg.base_width,
+                txt,
+                cfg.max_words,
+                inject,
+                cfg.vit_depth,
+                cfg.vit_heads,
+                injection=cfg.injection,
+            ),
         )
 
     def forward_features(self, image, input_ids=None, attention_mask=None, need_attention=False):
