@@ -327,3 +327,36 @@ def test_odd_widths_pick_a_dividing_head_count():
     model = build_model("lvit", preset="tiny", image_size=64, vocab_size=VOCAB, base_width=10)
     image, ids, mask = inputs()
     assert model(image, ids, mask).shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("channels, patch", [(16, 4), (24, 16), (8, 2), (3, 16)])
+def test_patch_embedding_is_the_convolution_in_fp32_and_right_in_bf16(channels, patch):
+    """oneDNN's bf16 convolution with kernel = stride gave wrong values for 16 or 24 input
+    channels on an AMX CPU (torch 2.14.1); the patch embedding is a matmul and stays right."""
+    import torch.nn.functional as F
+
+    from tmc_lightning.models.segmenter import PatchEmbed
+
+    torch.manual_seed(0)
+    embed = PatchEmbed(channels, 32, patch)
+    x = torch.randn(2, channels, 4 * patch + 3, 4 * patch)  # a remainder row, as a conv drops
+    ref = F.conv2d(x.double(), embed.weight.double(), embed.bias.double(), stride=patch)
+    with torch.no_grad():
+        torch.testing.assert_close(embed(x).double(), ref, atol=1e-4, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = embed(x).double()
+    assert ((low - ref).norm() / ref.norm()) < 0.02
+
+
+@pytest.mark.parametrize("name", ["lvit", "tmc"])
+def test_bf16_autocast_forward_matches_fp32(name):
+    """The `small` widths (16 channels at the first ViT patch embedding) in bf16 autocast give
+    the fp32 logits up to rounding: a model trained under bf16 scores the same in fp32."""
+    torch.manual_seed(0)
+    model = build_model(name, preset="small", image_size=64, vocab_size=VOCAB).eval()
+    image, ids, mask = inputs()
+    with torch.no_grad():
+        full = model(image, ids, mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(image, ids, mask).float()
+    assert ((low - full).norm() / full.norm()) < 0.05
