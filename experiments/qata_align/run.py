@@ -13,8 +13,9 @@ Now each part's initialisation comes from (seed, its name) alone (`SegmentationN
 and the per-batch dropout draws from (seed, epoch, batch), so for one seed the two rows share
 their initial U-Net, injection layers and training randomness: the paired runs differ by the
 alignment heads and their loss only. Same recipe and budget as the study
-(`experiment=qata_study`), with the study's injection layout (`model.injection=full`) so that
-the one change against the study is the initialisation.
+(`experiment=qata_study`), with the study's injection layout (`model.injection=full`) and
+its precision (fp32: `auto` chose it on the study's machine) so that the one change against
+the study is the initialisation.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ ROWS = (
 STUDY = Study(
     name="qata_align",
     rows=ROWS,
-    shared=("experiment=qata_study",),
+    shared=("experiment=qata_study", "trainer.precision=32-true"),
     comparisons=(("align only", "neither (TMC encoders)"),),
     seeds=(1, 2),
     root=str(REPO.parent / "shared" / "data" / "QaTa-COV19"),
