@@ -158,7 +158,7 @@ def run_one(study: Study, row: Row, seed: int, args: argparse.Namespace) -> Path
     )
     if work.is_dir():
         timing_path.write_text(json.dumps(timing, indent=2))
-    if proc.returncode in (130, 143):
+    if proc.returncode in (130, 143, -2, -15):  # saved and stopped, or stopped before start
         raise StudyError(
             f"{run_id} interrupted; its last.ckpt is at the step it reached. Run the study "
             "again to continue it."
