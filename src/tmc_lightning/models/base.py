@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from tmc_lightning.models.blocks import draw_seed, seeded
+from tmc_lightning.models.blocks import SeededParts
 from tmc_lightning.models.configs import build_config
-
-T = TypeVar("T")
 
 
 class AlignFeatures(NamedTuple):
@@ -37,7 +34,7 @@ class SegOutput:
     aux_logits: list[torch.Tensor] = field(default_factory=list)
 
 
-class SegmentationNet(nn.Module):
+class SegmentationNet(SeededParts, nn.Module):
     """Base class: ``forward`` gives logits; ``forward_features`` gives a :class:`SegOutput`.
 
     A subclass names its config dataclass's presets (``models/configs.py``) and takes one
@@ -56,19 +53,6 @@ class SegmentationNet(nn.Module):
     def make_config(cls, kwargs: dict[str, Any]) -> Any:
         """The typed config for ``kwargs`` (a preset name plus overrides); unknown keys raise."""
         return build_config(cls.presets, kwargs, where="model")
-
-    def part(self, name: str, build: Callable[[], T]) -> T:
-        """``build()`` with the random generator seeded from (the run's seed, ``name``).
-
-        Each part's random initialisation then depends on the seed and its own name only, not
-        on which other parts were built before it: two rows of an ablation (MCM or alignment
-        off, another injection) start every part they share from the same weights, so their
-        difference is the switch, not a different draw. The global generator is left as the
-        first call found it plus one draw, whatever the parts.
-        """
-        if not hasattr(self, "_part_seed"):
-            self._part_seed = draw_seed()
-        return seeded(self._part_seed, name, build)
 
     def checkpoint_kwargs(self) -> dict[str, Any]:
         """Plain kwargs that rebuild this architecture offline (weights come from the state dict).

@@ -31,6 +31,21 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**31 - 1, ()).item())
 
 
+class SeededParts:
+    """Mixin for modules that build their parts with :meth:`part`.
+
+    Each part's random initialisation then depends on one draw from the global generator
+    (taken at the first part) and the part's own name, not on which other parts were built
+    before it: two rows of an ablation (MCM or alignment off, another injection) start every
+    part they share from the same weights, so their difference is the switch, not a draw.
+    """
+
+    def part(self, name: str, build: Callable[[], T]) -> T:
+        if not hasattr(self, "_part_seed"):
+            self._part_seed = draw_seed()
+        return seeded(self._part_seed, name, build)
+
+
 class ConvBlock(nn.Module):
     """Two 3x3 conv + BatchNorm + ReLU layers."""
 

@@ -34,11 +34,10 @@ from torch import nn
 
 from tmc_lightning.models.blocks import (
     ConvBlock,
+    SeededParts,
     TransformerBlock,
     UNetDecoder,
-    draw_seed,
     heads_for,
-    seeded,
     sincos_2d,
     unet_widths,
 )
@@ -92,19 +91,18 @@ class TextToTokens(nn.Module):
         return self.mix(w.transpose(1, 2)).transpose(1, 2)  # (B, N, dim)
 
 
-class ViTStage(nn.Module):
+class ViTStage(SeededParts, nn.Module):
     """Patch-embeds a CNN map (B, C, h, w) into the fixed grid and runs transformer blocks."""
 
     def __init__(
         self, in_ch: int, dim: int, patch: int, num_tokens: int, depth: int, heads: int
     ) -> None:
         super().__init__()
-        base = draw_seed()  # the blocks' init does not depend on the embedding's width
-        self.embed = seeded(base, "embed", lambda: PatchEmbed(in_ch, dim, patch))
+        # The blocks' init does not depend on the embedding's width (SeededParts).
+        self.embed = self.part("embed", lambda: PatchEmbed(in_ch, dim, patch))
         grid = int(round(num_tokens**0.5))
         self.pos = nn.Parameter(sincos_2d(dim, grid, grid).flatten(1).T[None])  # (1, N, dim)
-        self.blocks = seeded(
-            base,
+        self.blocks = self.part(
             "blocks",
             lambda: nn.Sequential(*(TransformerBlock(dim, heads) for _ in range(depth))),
         )
@@ -130,7 +128,7 @@ class PixelGate(nn.Module):
         return x * torch.sigmoid(self.mlp(stats))
 
 
-class DualUSegmenter(nn.Module):
+class DualUSegmenter(SeededParts, nn.Module):
     """The LViT-style segmentation part; optional per-level injected features."""
 
     def __init__(
@@ -158,17 +156,14 @@ class DualUSegmenter(nn.Module):
         self.grid = grid
         self.injection = injection
         full = injection == "full"
-        base = draw_seed()  # every part's init from (base, its name): the two injections
-        # start all the parts they share (all but the ViT patch embeddings) from one draw
-
-        def part(name: str, build):
-            return seeded(base, name, build)
-
+        # Every part's init from (one draw, its name): the two injections start all the parts
+        # they share (all but the ViT patch embeddings) from the same weights.
+        part = self.part
         self.inc = part("inc", lambda: ConvBlock(in_channels, w[0]))
         self.downs = part(
             "downs", lambda: nn.ModuleList(ConvBlock(w[i] + inj[i], w[i + 1]) for i in range(4))
         )
-        # "resized": the injected maps' own patch embeddings (None where nothing is injected).
+        # "resized": the injected maps' own patch embeddings (Identity where none is needed).
         self.inject_patch = [max(PATCH // (INJECT_STRIDE << k), 1) for k in range(4)]
         self.vit_inject = part(
             "vit_inject",
