@@ -17,14 +17,20 @@ install: $(STAMP) ## create .venv and install the package with dev tools (idempo
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	touch $(STAMP)
 
 train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="key=value ..."
 	$(PY) -m tmc_lightning.train $(ARGS)
 
-test: install ## offline CPU test suite (no slow or browser tests)
-	WANDB_MODE=offline $(PY) -m pytest -m "not slow and not browser" $(ARGS)
+# One pytest worker per CPU, each with one torch thread: the suite's tiny models gain nothing
+# from intra-op threads, and its subprocess tests (imports, start-up) overlap. --dist loadfile
+# keeps each file's tests, and its module fixtures, on one worker. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+
+test: install ## offline CPU test suite (no slow or browser tests), one worker per CPU
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow and not browser" \
+		-n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 test-slow: install ## also the tests marked slow
 	WANDB_MODE=offline $(PY) -m pytest -m "not browser" $(ARGS)

@@ -105,9 +105,10 @@ def _metrics(run_dir: Path) -> dict:
     return {"val": data["val"], "test": data["test"]}
 
 
-# With text dropout: its draws, too, must come out the same after a kill and a resume.
+# With text dropout: its draws, too, must come out the same after a kill and a resume. Two
+# epochs: the kills land in the second, after the first epoch's last.ckpt.
 RESUME = [
-    "trainer.max_epochs=3",
+    "trainer.max_epochs=2",
     "dataset.n_train=160",
     "dataset.batch_size=4",
     "seed=7",
@@ -116,10 +117,10 @@ RESUME = [
 
 
 def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
+    # The uninterrupted reference. Same seed, same metrics needs no second run of its own:
+    # each interrupted run below trains its first epoch in a fresh process and must end equal.
     first = run(tiny_cfg(cache_dir, *RESUME), tmp_path / "a")
-    run(tiny_cfg(cache_dir, *RESUME), tmp_path / "b")
-    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
-    assert first["epochs_trained"] == 3
+    assert first["epochs_trained"] == 2
 
     # Kill a run with SIGKILL during its second epoch, then resume from last.ckpt.
     killed = tmp_path / "killed"
