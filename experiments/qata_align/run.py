@@ -30,12 +30,29 @@ TMC = ("model=tmc", "model.injection=full")
 ROWS = (
     Row("tmc-neither", "neither (TMC encoders)", (*TMC, "model.mcm=false", "model.align=false")),
     Row("tmc-align", "align only", (*TMC, "model.mcm=false", "model.align=true")),
+    # lambda, one variable at a time (the study's is 0.01): does the cost scale with it?
+    Row(
+        "tmc-align-lam0.1",
+        "align only, lambda 0.1",
+        (*TMC, "model.mcm=false", "model.align=true", "loss.align_weight=0.1"),
+        seeds=(1,),
+    ),
+    Row(
+        "tmc-align-lam0.001",
+        "align only, lambda 0.001",
+        (*TMC, "model.mcm=false", "model.align=true", "loss.align_weight=0.001"),
+        seeds=(1,),
+    ),
 )
 STUDY = Study(
     name="qata_align",
     rows=ROWS,
     shared=("experiment=qata_study", "trainer.precision=32-true"),
-    comparisons=(("align only", "neither (TMC encoders)"),),
+    comparisons=(
+        ("align only", "neither (TMC encoders)"),
+        ("align only, lambda 0.1", "neither (TMC encoders)"),
+        ("align only, lambda 0.001", "neither (TMC encoders)"),
+    ),
     seeds=(1, 2),
     root=str(REPO.parent / "shared" / "data" / "QaTa-COV19"),
     paper_dataset="qata",
