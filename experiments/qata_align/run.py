@@ -30,6 +30,14 @@ TMC = ("model=tmc", "model.injection=full")
 ROWS = (
     Row("tmc-neither", "neither (TMC encoders)", (*TMC, "model.mcm=false", "model.align=false")),
     Row("tmc-align", "align only", (*TMC, "model.mcm=false", "model.align=true")),
+    # "neither" again on another machine: how far a machine change alone moves one seed
+    # (the lambda rows ran on an AMD EPYC, the first four runs on an Intel Xeon).
+    Row(
+        "tmc-neither-rerun",
+        "neither (TMC encoders), rerun",
+        (*TMC, "model.mcm=false", "model.align=false"),
+        seeds=(1,),
+    ),
     # lambda, one variable at a time (the study's is 0.01): does the cost scale with it?
     Row(
         "tmc-align-lam0.1",
@@ -52,6 +60,7 @@ STUDY = Study(
         ("align only", "neither (TMC encoders)"),
         ("align only, lambda 0.1", "neither (TMC encoders)"),
         ("align only, lambda 0.001", "neither (TMC encoders)"),
+        ("neither (TMC encoders), rerun", "neither (TMC encoders)"),
     ),
     seeds=(1, 2),
     root=str(REPO.parent / "shared" / "data" / "QaTa-COV19"),
