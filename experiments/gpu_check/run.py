@@ -41,7 +41,16 @@ WHEELS = REPO / ".whl"
 DATA = REPO / "experiments" / "gpu_check" / "data" / "QaTa-COV19"
 USED = ("torch", "lightning", "timm", "transformers", "torchmetrics", "tokenizers", "numpy",
         "pandas", "scipy", "PIL", "matplotlib", "yaml", "hydra", "omegaconf", "pytest")  # fmt: skip
-INSTALLABLE = {"hydra": "hydra_core", "omegaconf": "omegaconf", "pytest": "pytest"}
+# A missing module -> the wheels (name prefixes in .whl/) it needs. Only those are installed, so
+# a library the machine already has (its own pytest and plugins, say) is never shadowed.
+INSTALLABLE = {
+    "hydra": ("hydra_core", "omegaconf", "antlr4_python3_runtime"),
+    "omegaconf": ("omegaconf", "antlr4_python3_runtime"),
+    "pytest": ("pytest", "pluggy", "iniconfig"),
+}
+# Installed with --target, not into the interpreter's site-packages: the machine's Python may
+# not be writable, and nothing there is changed.
+SITE = Path(tempfile.gettempdir()) / "tmc_gpu_check_site"
 
 
 def version(module: str) -> str | None:
@@ -52,10 +61,21 @@ def version(module: str) -> str | None:
     return str(getattr(mod, "__version__", "?"))
 
 
+def import_error(module: str) -> str:
+    """Why ``module`` does not import (a missing dependency of an installed wheel, say)."""
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - reported, not handled
+        return f"{type(e).__name__}: {e}"
+    return "imports"
+
+
 def env() -> dict[str, str]:
     out = dict(os.environ)
     out["PYTHONPATH"] = (
-        str(REPO / "src") + os.pathsep + str(REPO) + os.pathsep + out.get("PYTHONPATH", "")
+        os.pathsep.join(str(p) for p in (REPO / "src", REPO, SITE))
+        + os.pathsep
+        + out.get("PYTHONPATH", "")
     )
     out.update(WANDB_MODE="offline", HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1")
     return out
@@ -92,19 +112,24 @@ def step_versions(check: Check) -> dict[str, str | None]:
     missing = [m for m, v in found.items() if v is None]
     installable = [m for m in missing if m in INSTALLABLE]
     if installable:
-        wheels = sorted(str(w) for w in WHEELS.glob("*.whl"))
-        if not wheels:
-            check.step("install", False, f"missing {installable} and no wheels in {WHEELS} "
+        prefixes = {w for m in installable for w in INSTALLABLE[m]}
+        wheels = sorted(str(w) for w in WHEELS.glob("*.whl") if w.name.split("-")[0] in prefixes)
+        lacking = sorted(p for p in prefixes if not any(f"/{p}-" in w for w in wheels))
+        if lacking:
+            check.step("install", False, f"missing {installable}; no wheel of {lacking} in {WHEELS} "
                        "(run experiments/gpu_check/prepare.py where there is network)", time.time() - t)  # fmt: skip
         else:
             rc, out = sh(
-                [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", *wheels], 600
-            )
+                [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                 "--no-compile", "--upgrade", "--target", str(SITE), *wheels],
+                600,
+            )  # fmt: skip
+            sys.path.insert(0, str(SITE))
             importlib.invalidate_caches()
             found.update({m: version(m) for m in installable})
-            still = [m for m in installable if found[m] is None]
+            still = [f"{m} ({import_error(m)})" for m in installable if found[m] is None]
             check.step("install", rc == 0 and not still,
-                       f"installed {len(wheels)} wheels" if rc == 0 and not still
+                       f"installed {', '.join(Path(w).name for w in wheels)} into {SITE}" if rc == 0 and not still
                        else f"pip exit {rc}; still missing {still}: {out.strip().splitlines()[-1:]}", time.time() - t)  # fmt: skip
     absent = [m for m in USED if found.get(m) is None]
     check.step(
@@ -113,23 +138,24 @@ def step_versions(check: Check) -> dict[str, str | None]:
         "all present" if not absent else f"missing: {absent}",
         time.time() - t,
     )
-    import torch
+    if found.get("torch"):
+        import torch
 
-    found["cuda"] = torch.version.cuda
-    found["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+        found["cuda"] = torch.version.cuda
+        found["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     found["python"] = platform.python_version()
     return found
 
 
-def step_tests(check: Check, device: str) -> None:
+def step_tests(check: Check) -> None:
     t = time.time()
     rc, out = sh(
         [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/gpu", "-p", "no:cacheprovider"],
         400,
     )
     last = out.strip().splitlines()[-1] if out.strip() else ""
-    ok = rc == 0 or (device == "cpu" and rc == 0)
-    check.step("gpu tests", ok, last, time.time() - t)
+    # On a CPU every GPU test skips: exit 0 with "N skipped" is the expected result there.
+    check.step("gpu tests", rc == 0, last, time.time() - t)
 
 
 def step_bench(check: Check, device: str, work: Path) -> None:
@@ -223,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             check.step("cuda", False, "no CUDA device visible; use --device cpu for a dry run", 0)
         else:
             with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
-                step_tests(check, args.device)
+                step_tests(check)
                 step_bench(check, args.device, Path(tmp))
                 step_train(
                     check, args.device, Path(tmp), args.minutes if args.device == "cuda" else 0.5
