@@ -145,7 +145,7 @@ def train_step_fn(
         with autocast(batch["image"].device, flags):
             loss, _, _ = module._step(batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)  # as the module clips
         opt.step()
 
     return step
