@@ -12,7 +12,8 @@ same data order and initialisation; each line shows the precision each run actua
 - injection: the `resized` injection (default) against `model.injection=full`, at equal
   precision: `tmc-seed42`/`tmc-full-seed42` (both bf16 where they were trained),
   `tmc-fp32-seed43`/`tmc-full-seed43` and `tmc-seed44`/`tmc-full-seed44` (fp32 on AVX2);
-- precision: `tmc-seed<N>` (bf16-mixed) against `tmc-fp32-seed<N>`.
+- precision: `tmc-seed<N>` (bf16-mixed) against `tmc-fp32-seed<N>`;
+- the yardstick: seed 42 against seed 43 of one configuration.
 
 Writes `report/pairs.md`.
 """
@@ -35,6 +36,9 @@ PAIRS = (
     ("injection: resized − full", "tmc-seed44", "tmc-full-seed44"),
     ("precision: auto − fp32", "tmc-seed42", "tmc-fp32-seed42"),
     ("precision: auto − fp32", "tmc-seed43", "tmc-fp32-seed43"),
+    # The yardstick: the same configuration, two seeds. How far apart two runs land anyway.
+    ("same configuration: seed 42 − 43", "tmc-seed42", "tmc-seed43"),
+    ("same configuration: seed 42 − 43", "tmc-fp32-seed42", "tmc-fp32-seed43"),
 )
 
 
@@ -50,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Per-image Dice (split, n images), A − B in Dice points; the 95% CI is a",
         "bootstrap over images; p: Wilcoxon signed-rank. Val Dice is each run's best-epoch mean.",
+        "The CI and p say whether two trained models differ on these images, not whether the",
+        "setting does: they leave out how far two runs of one setting land apart. The",
+        "same-configuration rows measure that, and a setting's effect has to exceed them.",
         "",
         "| comparison | A | B | precision A / B | val Dice A / B | split, n "
         "| Dice A − B (95% CI) | median | p |",
