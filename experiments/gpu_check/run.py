@@ -114,7 +114,7 @@ def step_versions(check: Check) -> dict[str, str | None]:
     if installable:
         prefixes = {w for m in installable for w in INSTALLABLE[m]}
         wheels = sorted(str(w) for w in WHEELS.glob("*.whl") if w.name.split("-")[0] in prefixes)
-        lacking = sorted(p for p in prefixes if not any(f"/{p}-" in w for w in wheels))
+        lacking = sorted(prefixes - {Path(w).name.split("-")[0] for w in wheels})
         if lacking:
             check.step("install", False, f"missing {installable}; no wheel of {lacking} in {WHEELS} "
                        "(run experiments/gpu_check/prepare.py where there is network)", time.time() - t)  # fmt: skip
