@@ -75,8 +75,8 @@ def main() -> None:
         ratio = f"{a**0.5 / t**0.5:.3g}" if t > 0 else ("—" if a == 0 else "only alignment")
         print(f"| `{part}` | {n} | {t**0.5:.3g} | {a**0.5:.3g} | {ratio} |")
     print()
+    shared = [n for n, _ in params if norms["task"][n] > 0 and norms["align"][n] > 0]
     for lam in (0.001, 0.01, 0.1):
-        shared = [n for n, _ in params if norms["task"][n] > 0 and norms["align"][n] > 0]
         led = [n for n in shared if lam * norms["align"][n] > norms["task"][n]]
         by_part = collections.Counter(n.split(".")[0] for n in led)
         print(

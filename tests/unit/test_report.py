@@ -289,3 +289,28 @@ def test_labelled_runs_are_rows_by_name_with_several_tests_and_cis(runs_dir, tmp
     assert "| TMC | 1 |" in md and "| 10.0 | 19.2 |" in md and "Machine: CPU X." in md
     with pytest.raises(ReportError, match="matches none"):
         build_report(runs_dir, out=tmp_path / "r2", compare=[("TMC", "UNet")])
+
+
+def test_precision_used_is_shown_and_mixed_precisions_are_noted(runs_dir, tmp_path):
+    # trainer.precision=auto trains in whatever the machine gives: the report must show it.
+    for folder in runs_dir.iterdir():
+        metrics = folder / "metrics.json"
+        if metrics.is_file():
+            used = "bf16-mixed" if "seed=1" in folder.name else "32-true"
+            data = json.loads(metrics.read_text())
+            data["precision"] = {"used": used, "requested": "auto", "reason": "test"}
+            metrics.write_text(json.dumps(data))
+    out = build_report(runs_dir, out=tmp_path / "rep", use_wandb=False)
+    md = (out / "report.md").read_text()
+    notes = md.split("## Notes")[1]
+    assert notes.count("differ in trainer.precision_used") == 4  # every row mixes seeds 1 and 2
+    runs = md.split("## Runs")[1]
+    assert runs.count("| bf16-mixed |") == 4 and runs.count("| 32-true |") == 4
+    with (out / "runs.csv").open() as f:
+        assert {row["precision"] for row in csv.DictReader(f)} == {"bf16-mixed", "32-true"}
+    # Grouping by the precision too splits every configuration in two.
+    keys = ["model.mcm", "model.align", "trainer.precision_used"]
+    out = build_report(runs_dir, out=tmp_path / "rep2", group_by=keys, use_wandb=False)
+    rows = read_rows(out / "report.csv")
+    assert len(rows) == 8 and {r["n"] for r in rows.values()} == {"1"}
+    assert "## Notes" not in (out / "report.md").read_text()

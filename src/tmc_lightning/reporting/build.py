@@ -20,6 +20,7 @@ import numpy as np
 from tmc_lightning.reporting.plots import plot_bars, plot_curves
 from tmc_lightning.reporting.runs import (
     METRICS,
+    PRECISION_KEY,
     SPLITS,
     Group,
     ReportError,
@@ -129,13 +130,16 @@ def build_report(
         with (tmp / "runs.csv").open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(
-                ["config", "label", "seed", "path", *(f"{s}_{m}" for s in SPLITS for m in METRICS)]
+                ["config", "label", "seed", "path"]
+                + [f"{s}_{m}" for s in SPLITS for m in METRICS]
+                + ["precision"]
             )
             for g in groups:
                 for r in g.runs:
                     vals = [r.metrics.get(s, {}).get(m, "") for s in SPLITS for m in METRICS]
                     w.writerow(
                         [g.id, g.label, r.config.get("seed", ""), rel_path(r.path, root), *vals]
+                        + [r.config.get(PRECISION_KEY, "")]
                     )
         if out.exists():  # replace an earlier report only once the new one is complete
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

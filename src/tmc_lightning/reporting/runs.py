@@ -22,6 +22,9 @@ METRIC_TITLES = {
     "dice_global": "Dice (global)",
     "iou_global": "IoU (global)",
 }
+# The precision a run actually trained in (metrics.json; ``trainer.precision`` may say only
+# "auto"), added to its config so that --group-by can split by it and mixed rows are noted.
+PRECISION_KEY = "trainer.precision_used"
 # Keys that may differ between the seeds of one configuration without making it two.
 RUN_SPECIFIC = ("seed", "ckpt_path", "dataset.root", "dataset.cache_dir", "logger.")
 
@@ -103,6 +106,9 @@ def load_run(folder: Path) -> Run:
         config = _flatten(OmegaConf.to_container(OmegaConf.load(folder / "config.yaml")))
     except Exception as err:  # noqa: BLE001 - any parse failure is the same problem for the user
         raise ReportError(f"cannot read run folder {folder}: {err}") from None
+    used = metrics.get("precision")
+    if isinstance(used, dict) and used.get("used") is not None:
+        config[PRECISION_KEY] = str(used["used"])
     return Run(folder, config, metrics)
 
 

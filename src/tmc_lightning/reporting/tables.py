@@ -8,7 +8,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tmc_lightning.reporting.runs import METRIC_TITLES, METRICS, SPLITS, Group, show_value
+from tmc_lightning.reporting.runs import (
+    METRIC_TITLES,
+    METRICS,
+    PRECISION_KEY,
+    SPLITS,
+    Group,
+    show_value,
+)
 
 
 def _cell(stat: tuple[float, float, int] | None) -> str:
@@ -165,8 +172,9 @@ def write_markdown(
         "",
         "## Runs",
         "",
-        "| config | seed | val Dice | test Dice | epochs | wall (min) | CPU (min) | git commit | folder |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| config | seed | val Dice | test Dice | precision | epochs | wall (min) | CPU (min) "
+        "| git commit | folder |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---|---|",
     ]
     machines: set[str] = set()
     for g in groups:
@@ -179,7 +187,7 @@ def write_markdown(
             commit = str(r.metrics.get("git_commit") or "—")[:10]
             out.append(
                 f"| {g.label} | {r.config.get('seed', '—')} | {cells[0]} | {cells[1]} | "
-                f"{r.metrics.get('epochs_trained', '—')} | {_minutes(wall)} | "
+                f"{r.config.get(PRECISION_KEY, '—')} | {r.metrics.get('epochs_trained', '—')} | {_minutes(wall)} | "
                 f"{_minutes(timing.get('cpu_s'))} | {commit} | {rel_path(r.path, root)} |"
             )
     if machines:
