@@ -33,7 +33,10 @@ def cpu_line() -> str:
     model = cpu_model()
     import torch
 
-    return f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()})"
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -124,6 +127,7 @@ def train_or_reuse(
         "val": m["val"],
         "test": m.get("test"),
         "dataset": m["dataset"],
+        "precision": (m.get("precision") or {}).get("used", "unrecorded"),
         "val_curve": curve,
     }
 
@@ -141,7 +145,9 @@ def main() -> int:
 def write_results(args: argparse.Namespace, rows: list[dict]) -> None:
     """``experiments/results/<name>.{json,md}``: the runs and a table of them."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    command = "python experiments/synthetic_benchmark/run.py " + " ".join(sys.argv[1:])
+    # --reuse changes no figure: the command that trains the runs is recorded without it.
+    argv = [a for a in sys.argv[1:] if a != "--reuse"]
+    command = "python experiments/synthetic_benchmark/run.py " + " ".join(argv)
     (RESULTS / f"{args.name}.json").write_text(
         json.dumps({"command": command, "machine": cpu_line(), "runs": rows}, indent=2)
     )
@@ -173,7 +179,14 @@ def write_results(args: argparse.Namespace, rows: list[dict]) -> None:
     # val split is the scored split and the column would only repeat it.
     val_col = split == "test"
     head = [f"{split} Dice", f"{split} IoU", f"{split} Dice (global)", f"{split} IoU (global)"]
-    head += ["val Dice"] * val_col + ["params (M)", "GFLOPs/img", "epochs", "wall time", "CPU time"]
+    head += ["val Dice"] * val_col + [
+        "params (M)",
+        "GFLOPs/img",
+        "precision",
+        "epochs",
+        "wall time",
+        "CPU time",
+    ]
     lines += ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for r in rows:
         t = r[split]
@@ -182,6 +195,7 @@ def write_results(args: argparse.Namespace, rows: list[dict]) -> None:
         cells += [
             f"{r['params'] / 1e6:.2f}",
             f"{r['gflops']:.2f}",
+            r.get("precision", "unrecorded"),
             str(r["epochs"]),
             f"{r['wall_s'] / 60:.1f} min",
             f"{r['cpu_s'] / 60:.1f} CPU-min",
