@@ -49,21 +49,27 @@ def attend(
     keep: torch.Tensor | None = None,
     *,
     sdpa: bool = True,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """Multi-head attention of (B, nh, N, hs) queries over (B, nh, M, hs) keys and values.
 
-    ``keep`` (broadcastable to (B, nh, N, M), True = attend) masks keys out.
+    ``keep`` (broadcastable to (B, nh, N, M), True = attend) masks keys out; ``scale``
+    multiplies the scores (default ``1 / sqrt(hs)``).
     """
     if sdpa:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
-    return attention_weights(q, k, keep) @ v
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)
+    return attention_weights(q, k, keep, scale=scale) @ v
 
 
 def attention_weights(
-    q: torch.Tensor, k: torch.Tensor, keep: torch.Tensor | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    *,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    """softmax(Q K^T / sqrt(hs)) with masked keys at -inf: (B, nh, N, M)."""
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    """softmax(Q K^T * scale) with masked keys at -inf: (B, nh, N, M); scale 1/sqrt(hs)."""
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if keep is not None:
         scores = scores.masked_fill(~keep, float("-inf"))
     return scores.softmax(dim=-1)
