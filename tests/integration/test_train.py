@@ -34,6 +34,7 @@ def test_fast_dev_run_each_model(cache_dir, tmp_path, model):
     assert saved["precision"]["requested"] == "auto"
     assert saved["precision"]["used"] == choose_precision("auto", "cpu")[0]
     assert saved["precision"]["used"] in ("32-true", "bf16-mixed") and saved["precision"]["reason"]
+    assert saved["allocator"]  # perf.keep_freed_memory: what the run did to malloc
 
 
 def test_run_folder_contents(trained_tiny):

@@ -151,15 +151,37 @@ def train_step_fn(
     return step
 
 
+@contextlib.contextmanager
+def os_cost() -> Iterator[dict[str, float]]:
+    """This process's page faults and kernel CPU seconds inside the block (filled on exit)."""
+    cost: dict[str, float] = {}
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    yield cost
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cost["page_faults"] = (after.ru_minflt + after.ru_majflt) - (
+        before.ru_minflt + before.ru_majflt
+    )
+    cost["sys_s"] = after.ru_stime - before.ru_stime
+
+
 def time_train_step(
     module: SegmentationModule,
     batch: dict[str, torch.Tensor],
     flags: set[str],
     steps: int,
     warmup: int,
-) -> float:
-    """Seconds per training step (see ``train_step_fn``)."""
-    return _timed(train_step_fn(module, batch, flags), steps, warmup, batch["image"].device)
+) -> tuple[float, dict[str, float]]:
+    """Seconds per training step (see ``train_step_fn``), and its page faults and kernel time.
+
+    Page faults show memory handed back to the kernel and faulted in again each step
+    (``perf.keep_freed_memory``).
+    """
+    step = train_step_fn(module, batch, flags)
+    for _ in range(warmup):
+        step()
+    with os_cost() as cost:
+        seconds = _timed(step, steps, 0, batch["image"].device)
+    return seconds, {k: v / steps for k, v in cost.items()}
 
 
 # Operator families of the profile summary, matched on the aten name in this order.

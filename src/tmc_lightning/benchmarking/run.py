@@ -20,6 +20,7 @@ import torch
 from tmc_lightning.benchmarking import measure as bm
 from tmc_lightning.benchmarking.table import format_row, machine_info, machine_line, markdown
 from tmc_lightning.data.datamodule import datamodule_from_config
+from tmc_lightning.training.allocator import keep_freed_memory
 from tmc_lightning.utils import git_commit, write_json_atomic
 
 NO_DATA = "none"
@@ -65,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="data-loader workers (default: the dataset config's)",
     )
     p.add_argument("--data-batches", type=int, default=30, help="timed data-loader batches")
+    p.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="glibc malloc reuses freed memory, as training does (perf.keep_freed_memory); "
+        "--no-keep-freed-memory measures glibc's defaults",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -148,9 +156,11 @@ def bench_row(
     batch = bm.synthetic_batch(args.batch, args.image_size, args.max_words, vocab, device)
     row: dict[str, Any] = {"params_m": sum(p.numel() for p in module.parameters()) / 1e6}
     with bm.peak_memory(device) as mem:
-        step_s = bm.time_train_step(module, batch, flags, args.steps, args.warmup)
+        step_s, cost = bm.time_train_step(module, batch, flags, args.steps, args.warmup)
     row.update(
         train_step_ms=1000 * step_s,
+        page_faults_per_step=cost["page_faults"],
+        sys_s_per_step=cost["sys_s"],
         train_images_per_s=args.batch / step_s,
         peak_mem_mb=mem["peak_mb"],
         mem_delta_mb=mem["delta_mb"],
@@ -194,6 +204,9 @@ def run(
     torch.set_float32_matmul_precision("high")  # as training does: TF32 on GPUs that have it
     device = pick_device(args.device)
     machine = machine_info(device)
+    machine["allocator"] = (
+        keep_freed_memory() if args.keep_freed_memory else "glibc defaults (--no-keep-freed-memory)"
+    )
     print(machine_line(machine), flush=True)
     data = measure_data(args, data_settings) if data_settings else None
     if data:

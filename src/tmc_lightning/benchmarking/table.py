@@ -29,9 +29,10 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 def machine_line(m: dict[str, Any]) -> str:
     gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
+    allocator = f"; allocator: {m['allocator']}" if m.get("allocator") else ""
     return (
         f"CPU {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with "
-        f"{m['torch_threads']} threads, CPU capability {m['cpu_capability']}{gpu}"
+        f"{m['torch_threads']} threads, CPU capability {m['cpu_capability']}{gpu}{allocator}"
     )
 
 
@@ -41,6 +42,8 @@ COLUMNS = [  # (header, key, format)
     ("variant", "variant", "{}"),
     ("train img/s", "train_images_per_s", "{:.2f}"),
     ("step ms", "train_step_ms", "{:.0f}"),
+    ("page faults/step", "page_faults_per_step", "{:.0f}"),
+    ("kernel s/step", "sys_s_per_step", "{:.2f}"),
     ("infer ms/img b1", "infer_ms_per_image_b1", "{:.1f}"),
     ("infer ms/img b8", "infer_ms_per_image_b8", "{:.1f}"),
     ("peak MB", "peak_mem_mb", "{:.0f}"),
@@ -77,7 +80,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"FLOPs: {report['flops_source']}. % matmul: the train step's GFLOP/s over an n x n "
         "matmul's in the same run, device and dtype (bf16 rows against a bf16 matmul).",
-        f"Peak MB: {mem_kind or 'peak memory'} during the train steps.",
+        f"Peak MB: {mem_kind or 'peak memory'} during the train steps. Page faults and "
+        "kernel s: this process's, per timed train step (memory faulted in again each step "
+        "shows there; perf.keep_freed_memory and --no-keep-freed-memory).",
     ]
     data = report["data"]
     if data:

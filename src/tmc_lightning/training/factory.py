@@ -47,6 +47,7 @@ class PerfConfig:
     channels_last: Any = "auto"  # true | false | auto
     compile: bool = False
     sdpa: bool = True
+    keep_freed_memory: bool = True  # glibc malloc reuses freed memory (allocator.py)
 
 
 def section(cfg: DictConfig, key: str, schema: type) -> Any:

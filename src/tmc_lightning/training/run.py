@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from tmc_lightning.data.datamodule import TextSegDataModule
+from tmc_lightning.training.allocator import keep_freed_memory
 from tmc_lightning.training.callbacks import (
     FiniteCheck,
     NonFiniteError,
@@ -122,6 +123,10 @@ def prepare(cfg: DictConfig) -> tuple[TextSegDataModule, bool]:
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_config(cfg)  # first: a typo is the whole message, before any other output
+    allocator = "glibc defaults (perf.keep_freed_memory=false)"
+    if OmegaConf.select(cfg, "perf.keep_freed_memory", default=True):
+        allocator = keep_freed_memory()
+    log.info("allocator: %s", allocator)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     start = time.time()
@@ -146,6 +151,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "model": {"name": cfg.model.name, **report},
         "precision": {"used": precision, "requested": requested, "reason": why},
+        "allocator": allocator,
         "dataset": None,
         "git_commit": git_commit(),
         "seed": cfg.seed,

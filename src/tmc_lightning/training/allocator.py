@@ -1,0 +1,52 @@
+"""Keep freed memory in the process: glibc's malloc settings for training on the CPU.
+
+A CPU train step allocates and frees the same large activations every step. With glibc's
+defaults, a freed block of more than a few MiB goes back to the kernel (``munmap``, or a trim
+of the heap top) and the next step's allocation of it faults every 4 KiB page in again, each
+page zeroed by the kernel. On the 2-core machine a TMC ``paper`` step (batch 2)
+took 150,000-180,000 page faults (about 650 MB zeroed) and 0.63 s of kernel time, LViT's
+120,000-156,000 and 0.40 s; with this setting 1-18,000 and 0.05-0.06 s
+(``experiments/results/bench_cpu.md``).
+
+:func:`keep_freed_memory` raises the mmap threshold to its maximum (32 MiB: smaller blocks come
+from the heap and are reused) and stops trimming the heap top, so after the first steps a
+step's memory is served from what the previous one freed. The cost is that the process keeps
+its peak memory instead of shrinking between steps. Only glibc (Linux) has these settings;
+elsewhere nothing changes. ``perf.keep_freed_memory=false`` turns it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+# mallopt(3) parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
+
+MMAP_THRESHOLD = 32 << 20  # glibc's upper limit on 64-bit systems
+TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: never trim below 2 GiB of free heap top
+TOP_PAD = 64 << 20  # grow the heap in 64 MiB steps rather than page by page
+
+
+def keep_freed_memory() -> str:
+    """Set glibc malloc to reuse freed memory instead of returning it; says what was done."""
+    if not sys.platform.startswith("linux"):
+        return f"left as it is ({sys.platform} has no glibc mallopt)"
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return "left as it is (no glibc mallopt here, e.g. musl)"
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    settings = {
+        M_MMAP_THRESHOLD: MMAP_THRESHOLD,
+        M_TRIM_THRESHOLD: TRIM_THRESHOLD,
+        M_TOP_PAD: TOP_PAD,
+    }
+    failed = [param for param, value in settings.items() if mallopt(param, value) != 1]
+    if failed:
+        return f"partly set: mallopt refused parameter(s) {failed}"
+    return "glibc malloc keeps freed memory (mmap threshold 32 MiB, no heap trimming)"
