@@ -50,3 +50,18 @@ def test_the_cheaper_path_is_chosen_by_shape():
     assert not vis.absorbs(queries=3136, keys=32)
     vis.absorb = True  # an explicit choice wins
     assert vis.absorbs(queries=3136, keys=32)
+
+
+def test_absorbed_attention_runs_under_bf16_autocast():
+    # The normalised context stays fp32 under autocast while the queries are bf16: the fused
+    # kernel must take the mix, and the result stay at bf16 rounding of the fp32 one.
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(dim=64, context_dim=16, num_heads=4)
+    block.absorb = True
+    words, tokens, pos = torch.randn(2, 6, 64), torch.randn(2, 100, 16), torch.randn(1, 100, 16)
+    ref, _ = block(words, tokens, context_pos=pos)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = block(words, tokens, context_pos=pos)
+    out.float().sum().backward()
+    assert ((out.float() - ref).norm() / ref.norm()) < 0.02
+    assert all(torch.isfinite(p.grad).all() for p in block.parameters() if p.grad is not None)
