@@ -3,9 +3,9 @@
 A CPU train step allocates and frees the same large activations every step. With glibc's
 defaults, a freed block of more than a few MiB goes back to the kernel (``munmap``, or a trim
 of the heap top) and the next step's allocation of it faults every 4 KiB page in again, each
-page zeroed by the kernel. On the 2-core machine a TMC ``paper`` step (batch 2)
-took 150,000-180,000 page faults (about 650 MB zeroed) and 0.63 s of kernel time, LViT's
-120,000-156,000 and 0.40 s; with this setting 1-18,000 and 0.05-0.06 s
+page zeroed by the kernel. On the 2-core machine ``tmc-bench`` counted 150,000-210,000 page
+faults and 0.7-0.9 kernel seconds per TMC ``paper`` step (batch 2), 110,000-160,000 and
+0.3-0.4 s per LViT step; with this setting 4,000-37,000 and at most 0.09 s
 (``experiments/results/bench_cpu.md``).
 
 :func:`keep_freed_memory` raises the mmap threshold to its maximum (32 MiB: smaller blocks come

@@ -23,7 +23,13 @@ from tmc_lightning.training.callbacks import (
     checkpoint_callbacks,
     write_scores_csv,
 )
-from tmc_lightning.training.factory import check_config, make_datamodule, make_module
+from tmc_lightning.training.factory import (
+    PerfConfig,
+    check_config,
+    make_datamodule,
+    make_module,
+    section,
+)
 from tmc_lightning.training.interrupt import GracefulInterrupt
 from tmc_lightning.training.precision import choose_precision
 from tmc_lightning.training.tracking import finish_wandb, make_wandb_logger
@@ -124,7 +130,7 @@ def prepare(cfg: DictConfig) -> tuple[TextSegDataModule, bool]:
 def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_config(cfg)  # first: a typo is the whole message, before any other output
     allocator = "glibc defaults (perf.keep_freed_memory=false)"
-    if OmegaConf.select(cfg, "perf.keep_freed_memory", default=True):
+    if section(cfg, "perf", PerfConfig).keep_freed_memory:
         allocator = keep_freed_memory()
     log.info("allocator: %s", allocator)
     L.seed_everything(cfg.seed, workers=True)
