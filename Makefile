@@ -5,10 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Byte-compile what pip installed, once, on every core. pip runs with --no-compile (its compile
-# step is serial), and where PYTHONDONTWRITEBYTECODE is set, as on this project's machines, Python never
-# writes the .pyc files itself: every process then recompiled torch, transformers & co., and
-# importing torch, lightning, transformers and timm took 23-26 s instead of 8. Files some
-# packages ship that are not Python 3 (templates) fail to compile; they are not imported.
+# step is serial), and where PYTHONDONTWRITEBYTECODE is set, as on this project's machines,
+# Python never writes the .pyc files itself: every process then recompiled torch, transformers
+# & co., and importing torch, lightning, transformers and timm took 23-26 s instead of 8. Files
+# some packages ship that are not Python 3 (templates) fail to compile; they are not imported.
 COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
