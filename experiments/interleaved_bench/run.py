@@ -1,4 +1,4 @@
-"""tmc-bench's train step and inference for several variants of one model, in alternation.
+"""tmc-bench's CPU train step and inference for several models and variants, in alternation.
 
     python experiments/interleaved_bench/run.py --models tmc lvit --preset paper \
         --variants fp32 --rounds 8 --out experiments/results/interleaved_paper
@@ -68,7 +68,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if len(args.variants) * len(args.models) < 2:
         p.error("give at least two models or variants to compare")
     for v in args.variants:
-        split_variant(v)
+        try:
+            split_variant(v)
+        except ValueError as err:
+            p.error(f"--variants {v}: {err}")
     return args
 
 
