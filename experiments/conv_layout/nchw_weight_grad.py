@@ -1,10 +1,10 @@
 """Prototype, not in the package: channels-last convolutions with NCHW weight gradients.
 
 oneDNN's fp32 3x3 convolutions on the 2-core AVX2 CPU run their forward and input gradient
-fastest in channels-last at every U-Net level, but their weight gradient 1.2-3x slower than in
-NCHW (``shapes.py``, README.md). :func:`nchw_weight_grads` swaps a model's stride-1 convolutions
-for a class whose backward computes the weight gradient from NCHW copies of the saved input and
-the output gradient, keeping the rest in channels-last. Same values and gradients
+about as fast or faster in channels-last (much faster at 224 px), but their weight gradient
+1.1-4x slower than in NCHW (``shapes.py``, README.md). :func:`nchw_weight_grads` swaps a model's
+stride-1 convolutions for a class whose backward computes the weight gradient from NCHW copies
+of the saved input and the output gradient, keeping the rest in channels-last. Same values and gradients
 (``tests/unit/test_conv_layout_prototype.py``); in a whole train step it was no faster than plain
 NCHW (README.md), so it stays here as the record of that measurement.
 """

@@ -6,7 +6,8 @@ Times the forward, the input gradient and the weight gradient of every 3x3 convo
 LViT's / TMC's ``paper`` CNN (widths 64-128-256-512-512 at 224 px, batch 2; TMC adds the
 injected channels to the down path) in both memory layouts, as oneDNN runs them through
 ``torch.ops.aten.convolution_backward``, and prints GFLOP/s beside a 2048^3 fp32 matmul of the
-same run. Best of 3 after one untimed call.
+same run (tmc-bench's ceiling: ``benchmarking.measure.matmul_gflops``). Best of 3 after one
+untimed call.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from tmc_lightning.benchmarking.measure import matmul_gflops
 
 # (in, out, side) of the paper CNN's 3x3 convolutions: encoder, then decoder (upsampled + skip).
 SHAPES = [
@@ -67,8 +70,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--out", required=True, help="writes <out>.json and <out>.md")
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    matmul = 2 * 2048**3 / best_ms(lambda: a @ b) / 1e6
+    matmul = matmul_gflops(2048, torch.float32, torch.device("cpu"), 2.0)
     rows = []
     for cin, cout, side in SHAPES:
         gflop = 2 * args.batch * side * side * cout * cin * 9 / 1e9

@@ -20,6 +20,7 @@ from NCHW copies).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib.util
 import shlex
@@ -46,11 +47,12 @@ def split_variant(variant: str) -> tuple[set[str], bool]:
     return bm.parse_variant(rest), prototype
 
 
-def apply_prototype(module: torch.nn.Module) -> int:
+@functools.cache
+def prototype_module():
     spec = importlib.util.spec_from_file_location("nchw_weight_grad", PROTOTYPE)
     proto = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(proto)
-    return proto.nchw_weight_grads(module)
+    return proto
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -127,11 +129,12 @@ def main(argv: list[str]) -> None:
             flags, prototype = split_variant(v)
             module = modules[name] = bm.build_module(model, kwargs, flags, device)
             if prototype:
-                print(f"{name}: {apply_prototype(module)} convolutions swapped", flush=True)
-            if model not in flops:
-                flops[model] = bm.train_step_flops(
-                    bm.build_module(model, kwargs, set(), device), batch
-                )
+                swapped = prototype_module().nchw_weight_grads(module)
+                print(f"{name}: {swapped} convolutions swapped", flush=True)
+            if model not in flops:  # as tmc-bench counts: eager, plain kernels
+                plain = not prototype and "compile" not in flags
+                counter = module if plain else bm.build_module(model, kwargs, set(), device)
+                flops[model] = bm.train_step_flops(counter, batch)
             steps[name] = bm.train_step_fn(module, batch, flags)
             forwards[name] = inference_fn(module, single, flags)
             for _ in range(args.warmup):
