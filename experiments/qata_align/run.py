@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tmc_lightning.reporting.study import Row, Study, main
+from tmc_lightning.training.study import Row, Study, main
 
 REPO = Path(__file__).resolve().parents[2]
 TMC = ("model=tmc", "model.injection=full")

@@ -13,7 +13,7 @@ Every run is `python -m tmc_lightning.train` with the defaults (`dataset=synthet
 - TMC with `trainer.precision=32-true` (2 seeds) against the same seeds under `auto`
   (bf16-mixed where the CPU has native bf16): bf16 changes nothing that matters.
 
-Resumable and committed run by run like the QaTa study (`tmc_lightning/reporting/study.py`);
+Resumable and committed run by run like the QaTa study (`tmc_lightning/training/study.py`);
 the report goes to `experiments/synthetic_study/report/`.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from tmc_lightning.reporting.study import Row, Study, main
+from tmc_lightning.training.study import Row, Study, main
 
 FULL = ("model.injection=full",)
 # In training order (every row's first seed, then every second, ...): the checkpoints of the
