@@ -1,6 +1,6 @@
 """Each 3x3 convolution of the `paper` U-Net alone: NCHW against channels-last, per kernel.
 
-    python experiments/conv_layout/shapes.py --out experiments/results/conv_layout_shapes
+    python experiments/conv_layout/shapes.py --out experiments/conv_layout/conv_layout_shapes
 
 Times the forward, the input gradient and the weight gradient of every 3x3 convolution shape of
 LViT's / TMC's ``paper`` CNN (widths 64-128-256-512-512 at 224 px, batch 2; TMC adds the

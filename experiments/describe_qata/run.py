@@ -5,7 +5,7 @@
 For every triple of the split: ``describe_mask`` (QaTa vocabulary, plain laterality, the
 default lung band) against the sheet's Description, compared on laterality (unilateral /
 bilateral), the number of infected areas and the zones per lung; plus the laterality
-convention measured from the one-sided texts. Writes experiments/results/describe_qata.md.
+convention measured from the one-sided texts. Writes experiments/describe_qata/describe_qata.md.
 
 Two option sets are scored: the defaults (an anatomical guess: lungs in rows 15-85% of the
 image) and the band that agreed best on zones in a grid search over every 6th train triple

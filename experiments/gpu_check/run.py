@@ -20,7 +20,7 @@ which this check does not use: it trains without augmentation and logs to CSV). 
    with its val Dice.
 
 Each step prints PASS/FAIL with its reason and goes on; the summary goes to
-``experiments/results/bench_gpu.md`` (``--out``). Exit code 1 if any step failed.
+``experiments/gpu_check/bench_gpu.md`` (``--out``). Exit code 1 if any step failed.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (
         REPO
         / "experiments"
-        / "results"
+        / "gpu_check"
         / ("bench_gpu.md" if args.device == "cuda" else "gpu_check_dryrun.md")
     )
     check = Check()

@@ -1,10 +1,10 @@
 """tmc-bench's CPU train step and inference for several models and variants, in alternation.
 
     python experiments/interleaved_bench/run.py --models tmc lvit --preset paper \
-        --variants fp32 --rounds 8 --out experiments/results/interleaved_paper
+        --variants fp32 --rounds 8 --out experiments/interleaved_bench/interleaved_paper
 
 On a shared VM the speed of the same step moved by up to 30% between runs minutes apart
-(experiments/results/bench_cpu.md), more than most switches change it. Here every variant's
+(experiments/bench_cpu/bench_cpu.md), more than most switches change it. Here every variant's
 module (every model x variant) is built once in one process, and each round times one training
 step of each, then (after all rounds) one batch-1 inference of each, the order rotating every
 round; the medians then compare them under the same conditions. The step is tmc-bench's

@@ -5,7 +5,7 @@
 For each model (``small`` preset, 128 px, the embedded set): trains 2 steps so that a real
 checkpoint exists, exports it with ``tmc-export onnx`` (parity check on), then times the
 forward pass of both runtimes on the same inputs (after warm-up; median of ``--repeats``).
-Writes experiments/results/onnx_cpu.md. Run nothing else on the machine meanwhile.
+Writes experiments/onnx_cpu/onnx_cpu.md. Run nothing else on the machine meanwhile.
 """
 
 from __future__ import annotations

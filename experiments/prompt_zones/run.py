@@ -4,7 +4,7 @@
 
 Takes every test image of the embedded synthetic set with a lesion (target or distractor) in
 both the lower-left and the upper-right zone, segments it with each prompt, and measures which
-share of the predicted pixels falls in the named zone. Writes experiments/results/prompt_zones.md.
+share of the predicted pixels falls in the named zone. Writes experiments/prompt_zones/prompt_zones.md.
 """
 
 from __future__ import annotations

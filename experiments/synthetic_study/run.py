@@ -7,7 +7,7 @@ Every run is `python -m tmc_lightning.train` with the defaults (`dataset=synthet
 `small`, 128 px, 12 epochs of 125 steps, `trainer.precision=auto`) plus its row's overrides:
 
 - TMC, LViT, UNet and TMC with `dataset.text_dropout=0.3` (seed 42, the default): the
-  checkpoints of the prompt-robustness table (`experiments/results/text_robustness.md`);
+  checkpoints of the prompt-robustness table (`experiments/text_robustness/text_robustness.md`);
 - TMC with `model.injection=full` against the default `resized` injection, 3 seeds each: the
   cheaper injection of MCM features loses no Dice (`models/segmenter.py`);
 - TMC with `trainer.precision=32-true` (2 seeds) against the same seeds under `auto`

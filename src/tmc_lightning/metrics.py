@@ -1,13 +1,49 @@
-"""Dice and IoU under the two protocols of spec section 4, as torchmetrics ``Metric``s.
+"""Dice and IoU under the two protocols of docs/design.md §4, as torchmetrics ``Metric``s.
 
 Both keep sums as states with ``dist_reduce_fx="sum"``, so under DDP they are computed over
 the whole split rather than averaged per process.
+
+``eval_resolution=original`` (the default of ``tmc-train``'s final scoring and of ``tmc-eval``)
+upsamples each image's logits to its mask file's own size with :func:`upsample_logits`, then
+thresholds them and scores them against the mask read from its file at that size: the pixels
+the paper and the published scores count. ``eval_resolution=model`` scores the logits against
+the masks resized to the model's input (nearest neighbour), as validation during training
+does: the numbers of earlier versions. :func:`upsample_logits` is the suite's one upsampling:
+the predictor (``tmc-predict``'s masks) and the scorer both call it.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torchmetrics import Metric
+
+from tmc_lightning.errors import ConfigError
+
+RESOLUTIONS = ("original", "model")
+DEFAULT_RESOLUTION = "original"
+
+
+def check_resolution(value: object, key: str = "eval_resolution") -> str:
+    """``original`` | ``model``; anything else is a :class:`ConfigError` naming the key and fix."""
+    if value not in RESOLUTIONS:
+        raise ConfigError(
+            f"{key}={value!r}: use {key}=original (each mask at its own size, as the paper "
+            f"and published scores count it) or {key}=model (masks resized to the model's input)"
+        )
+    return str(value)
+
+
+def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Logits ``(N, C, h, w)`` -> ``(N, C, H, W)`` at ``size = (H, W)``, bilinear, corners not aligned.
+
+    The logits (not a thresholded mask) are upsampled, then thresholded, so boundaries stay
+    smooth at the larger size. A map already at ``size`` is returned as it is.
+    """
+    size = (int(size[0]), int(size[1]))
+    if tuple(logits.shape[-2:]) == size:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def binarize(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

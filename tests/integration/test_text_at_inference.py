@@ -26,7 +26,7 @@ def test_text_modes_change_tmc_and_leave_unet_alone(trained_tiny, cache_dir, tmp
     assert lo <= modes["given"]["dice"] <= hi
     # On the embedded set only the text names the targets: another image's text costs Dice.
     # The tiny model at this budget reads its text only weakly (on the embedded set at the
-    # make-train budget TMC loses most of its Dice under shuffled: results/text_robustness.md);
+    # make-train budget TMC loses most of its Dice under shuffled: experiments/text_robustness/text_robustness.md);
     # here the check is that the other prompts reach the model at all, UNet stays unchanged.
     assert modes["shuffled"]["dice"] != modes["given"]["dice"]
     assert modes["empty"]["dice"] != modes["given"]["dice"]

@@ -155,4 +155,4 @@ def test_cli(tmp_path):
     assert (out / "Dataset012_qata" / "dataset.json").is_file()
     assert "nnUNetv2_plan_and_preprocess -d 12 --verify_dataset_integrity" in proc.stdout
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert again.returncode == 1 and "already exists" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr

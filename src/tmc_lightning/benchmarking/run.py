@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra Hydra overrides for the data, e.g. dataset.n_train=200",
     )
-    p.add_argument("--out", default="experiments/results/bench", help="writes <out>.json, <out>.md")
+    p.add_argument("--out", default="experiments/bench_cpu/bench", help="writes <out>.json, <out>.md")
     args = p.parse_args(argv)
     for v in args.variants:
         bm.parse_variant(v)  # fail before any work

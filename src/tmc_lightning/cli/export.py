@@ -7,20 +7,20 @@ tmc-export onnx ckpt_path=.../best.ckpt out=model.onnx [opset=18] [check=true]
 from __future__ import annotations
 
 import json
-import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from tmc_lightning.cli.common import one_line_errors
+from tmc_lightning.cli.common import dispatch, one_line_errors
 from tmc_lightning.data.datamodule import datamodule_from_config
-from tmc_lightning.data.layouts import DataError
+from tmc_lightning.errors import ConfigError
 from tmc_lightning.export.nnunet import export_nnunet
-from tmc_lightning.export.onnx import ExportError, export_onnx
+from tmc_lightning.export.onnx import export_onnx
 from tmc_lightning.utils import CONF_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+@one_line_errors
 def main(cfg: DictConfig) -> None:
     try:
         dm = datamodule_from_config(OmegaConf.to_container(cfg.dataset, resolve=True))
@@ -35,9 +35,8 @@ def main(cfg: DictConfig) -> None:
             overwrite=cfg.overwrite,
             workers=cfg.workers,
         )
-    except (DataError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    except (FileExistsError, ValueError) as err:  # an existing target, a bad dataset id
+        raise ConfigError(str(err)) from None
     info = json.loads((target / "dataset.json").read_text())
     n_test = len(list((target / "imagesTs").glob("*.png")))
     print(f"wrote {target}: {info['numTraining']} training cases, {n_test} in imagesTs")
@@ -48,11 +47,7 @@ def main(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export_onnx")
 @one_line_errors
 def onnx_main(cfg: DictConfig) -> None:
-    try:
-        info = export_onnx(cfg.ckpt_path, cfg.out, int(cfg.opset), bool(cfg.check), cfg.threshold)
-    except ExportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    info = export_onnx(cfg.ckpt_path, cfg.out, int(cfg.opset), bool(cfg.check), cfg.threshold)
     line = f"wrote {cfg.out} ({info['model']}, opset {info['opset']}) and its notes"
     if "parity" in info:
         par = info["parity"]
@@ -72,8 +67,4 @@ USAGE = (
 
 def cli() -> None:
     """``tmc-export nnunet|onnx [overrides]``."""
-    commands = {"nnunet": main, "onnx": onnx_main}
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
-    commands[sys.argv.pop(1)]()
+    dispatch({"nnunet": main, "onnx": onnx_main}, USAGE)

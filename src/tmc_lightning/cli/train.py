@@ -11,12 +11,8 @@ import hydra
 from omegaconf import DictConfig
 
 from tmc_lightning.cli import resolvers  # noqa: F401  (registers the resolvers conf/ uses)
-from tmc_lightning.data.layouts import DataError
-from tmc_lightning.errors import ConfigError
-from tmc_lightning.hub import EncoderUnavailableError
+from tmc_lightning.cli.common import USER_ERRORS, one_line_errors
 from tmc_lightning.inference.checkpoint import CheckpointError, read_checkpoint
-from tmc_lightning.training.callbacks import NonFiniteError
-from tmc_lightning.training.interrupt import TrainingInterrupted
 from tmc_lightning.training.run import run
 from tmc_lightning.utils import CONF_DIR
 
@@ -45,22 +41,16 @@ def missing_checkpoint(argv: list[str]) -> str | None:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@one_line_errors  # a non-finite loss (exit 3) and an interrupt keep the run folder
 def _hydra_main(cfg: DictConfig) -> float | None:
     hc = hydra.core.hydra_config.HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     try:
         results = run(cfg, run_dir)
-    except (ConfigError, DataError, EncoderUnavailableError) as err:  # a typo, bad data, offline
+    except USER_ERRORS:  # a typo, bad data, offline: nothing of the run is worth keeping
         if not cfg.ckpt_path:
             remove_unused_run_dir(run_dir, hc.output_subdir, f"{hc.job.name}.log")
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except NonFiniteError as err:  # the run folder stays: its last.ckpt and metrics.json
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(3) from None
-    except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: last.ckpt at the current step
-        print(f"interrupted: {stop}", file=sys.stderr)
-        raise SystemExit(stop.exit_code) from None
+        raise
     return results.get("val", {}).get("dice")  # the value a Hydra sweeper optimises
 
 

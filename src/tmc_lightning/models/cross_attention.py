@@ -1,4 +1,4 @@
-"""MCM: multi-stage cross-perception between visual tokens and words (spec section 2).
+"""MCM: multi-stage cross-perception between visual tokens and words (docs/design.md §2.2).
 
 At every stage i::
 

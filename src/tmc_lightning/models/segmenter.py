@@ -1,4 +1,4 @@
-"""The dual-branch (CNN + ViT) U-Net that turns features into a mask (spec section 2).
+"""The dual-branch (CNN + ViT) U-Net that turns features into a mask (docs/design.md §2.3).
 
 A CNN U-Net (widths c, 2c, 4c, 8c, 8c) runs beside a ViT branch at the four upper scales.
 ViT stage k embeds the CNN map of scale k into a fixed (image/16)^2 token grid and adds the

@@ -113,7 +113,7 @@ class TMC(SegmentationNet):
         for i in range(4):
             v = self.vision.stage(i, v)
             words = self.text.stage(i, words, word_bias)
-            if self.align_heads is not None:  # taken before cross-attention (spec section 3)
+            if self.align_heads is not None:  # taken before cross-attention (docs/design.md §2.2, step 2)
                 sentence = self.text.sentence_token(words, attention_mask)  # [CLS] / CLIP's EOT
                 out.align.append(self.align_heads[i](v.mean((1, 2)), sentence))
             if self.mcm is not None:

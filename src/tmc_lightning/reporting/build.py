@@ -3,7 +3,7 @@
 A run folder is one that ``tmc-train`` wrote: ``config.yaml`` and ``metrics.json`` (plus
 ``logs/metrics.csv`` and ``per_image_<split>.csv``). Runs are grouped into configurations by
 config keys (seeds never group); each configuration gets mean ± sample std over its runs of
-Dice and IoU under both protocols of spec section 4, next to the paper's number where known.
+Dice and IoU under both protocols of docs/design.md §4, next to the paper's number where known.
 Everything lands in ``--out`` (default ``DIR/report``) at once, or not at all.
 """
 

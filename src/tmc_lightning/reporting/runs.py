@@ -28,9 +28,9 @@ PRECISION_KEY = "trainer.precision_used"
 # Keys that may differ between the seeds of one configuration without making it two.
 RUN_SPECIFIC = ("seed", "ckpt_path", "dataset.root", "dataset.cache_dir", "logger.")
 
-# The paper's test Dice (%, per-image protocol), spec section 1.
+# The paper's test Dice (%, per-image protocol), docs/design.md §1.
 PAPER_TMC = {"qata": 84.77, "mosmed": 78.50, "breast": 88.73}
-# (mcm, align) -> Dice; "neither" repeats LViT's number (spec section 2)
+# (mcm, align) -> Dice; "neither" repeats LViT's number (docs/design.md §1)
 PAPER_QATA_ABLATION = {(True, False): 84.11, (False, True): 83.96, (False, False): 83.71}
 PAPER_QATA_BASELINES = {
     "unet": 79.94,
@@ -41,7 +41,7 @@ PAPER_QATA_BASELINES = {
     "nnunet": 77.16,
     "transunet": 76.98,
     "uctransnet": 79.26,
-    "lvit": 83.71,  # also the paper's "neither module" ablation row (spec section 2)
+    "lvit": 83.71,  # also the paper's "neither module" ablation row (docs/design.md §1)
 }
 DATASET_ALIASES = {"qata": "qata", "mosmed": "mosmed", "breast": "breast", "duke": "breast"}
 

@@ -6,7 +6,7 @@ of the heap top) and the next step's allocation of it faults every 4 KiB page in
 page zeroed by the kernel. On the 2-core machine ``tmc-bench`` counted 150,000-210,000 page
 faults and 0.7-0.9 kernel seconds per TMC ``paper`` step (batch 2), 110,000-160,000 and
 0.3-0.4 s per LViT step; with this setting 4,000-37,000 and at most 0.09 s
-(``experiments/results/bench_cpu.md``).
+(``experiments/bench_cpu/bench_cpu.md``).
 
 :func:`keep_freed_memory` raises the mmap threshold to its maximum (32 MiB: smaller blocks come
 from the heap and are reused) and stops trimming the heap top, so after the first steps a

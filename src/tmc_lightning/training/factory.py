@@ -22,7 +22,9 @@ from tmc_lightning.data.datamodule import (
 )
 from tmc_lightning.errors import ConfigError, check_keys
 from tmc_lightning.models import model_class
+from tmc_lightning.training.budget import budget_config
 from tmc_lightning.training.module import SegmentationModule
+from tmc_lightning.training.semi import attach, configure_datamodule, semi_config
 
 
 @dataclasses.dataclass
@@ -30,7 +32,7 @@ class OptimConfig:
     name: str = "adamw"  # adam | adamw
     lr: float = 3e-4
     weight_decay: float = 1e-4
-    scheduler: str = "cosine"  # cosine | none
+    scheduler: str = "cosine"  # cosine | linear | none (training/schedule.py)
     warmup_epochs: int = 1
     min_lr_ratio: float = 0.01
     encoder_lr_ratio: float = 1.0  # pretrained encoders' learning rate / lr (e.g. 0.1)
@@ -48,6 +50,7 @@ class PerfConfig:
     compile: bool = False
     sdpa: bool = True
     keep_freed_memory: bool = True  # glibc malloc reuses freed memory (allocator.py)
+    bf16_min_speedup: float = 1.15  # precision=auto on a CPU: bf16 only this much faster
 
 
 def section(cfg: DictConfig, key: str, schema: type) -> Any:
@@ -149,6 +152,8 @@ def check_config(cfg: DictConfig) -> None:
     model_class(name).make_config(kwargs)
     for key, schema in (("optim", OptimConfig), ("loss", LossConfig), ("perf", PerfConfig)):
         section(cfg, key, schema)
+    semi_config(cfg).check(model_class(name).uses_text)  # semi=... (training/semi.py)
+    budget_config(cfg)
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     check_keys(dataset, datamodule_keys(dataset.get("name")), "dataset")
 
@@ -156,7 +161,9 @@ def check_config(cfg: DictConfig) -> None:
 def make_datamodule(cfg: DictConfig) -> TextSegDataModule:
     """The run's DataModule, with the text encoder's tokenizer when it is pretrained."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-    return datamodule_from_config(dataset, tokenizer_for(cfg))
+    dm = datamodule_from_config(dataset, tokenizer_for(cfg))
+    configure_datamodule(cfg, dm)  # semi=...: unlabelled images per step
+    return dm
 
 
 def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
@@ -165,7 +172,7 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
         kwargs["vocab_size"] = dm.vocab_size
     optim, loss = section(cfg, "optim", OptimConfig), loss_weights(cfg)
     perf = section(cfg, "perf", PerfConfig)
-    return SegmentationModule(
+    module = SegmentationModule(
         model_name=name,
         model_kwargs=kwargs,
         dice_weight=loss.dice_weight,
@@ -183,6 +190,8 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
         compile=bool(perf.compile),
         sdpa=bool(perf.sdpa),
     )
+    attach(cfg, module, model_class(name).uses_text)  # fewer masks (training/semi.py)
+    return module
 
 
 def use_channels_last(cfg: DictConfig) -> bool:
@@ -190,7 +199,7 @@ def use_channels_last(cfg: DictConfig) -> bool:
 
     auto: on GPUs, yes; on CPUs, yes for the narrow ``tiny``/``small`` presets and no for
     ``paper``, whose wide full-resolution convolutions ran faster in NCHW on the 2-core CPU
-    (experiments/results/bench_cpu.md).
+    (experiments/bench_cpu/bench_cpu.md).
     """
     # select(): a run resumed from a config saved before the perf section still loads
     value = OmegaConf.select(cfg, "perf.channels_last", default=False)

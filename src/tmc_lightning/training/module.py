@@ -13,6 +13,7 @@ from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
 from tmc_lightning.models import model_class
 from tmc_lightning.models.attention import attention_kernel
 from tmc_lightning.models.base import SegOutput
+from tmc_lightning.training.schedule import make_scheduler
 
 
 class SegmentationModule(L.LightningModule):
@@ -48,7 +49,7 @@ class SegmentationModule(L.LightningModule):
         config = cls.make_config(dict(model_kwargs or {}))
         if hasattr(config, "align"):
             # Alignment heads exist exactly when their loss has a weight, so none sits
-            # untrained (spec section 3). align=False (an ablation's "no alignment", or an
+            # untrained (docs/design.md §3). align=False (an ablation's "no alignment", or an
             # earlier version's checkpoint of one) means lambda = 0, and is recorded so.
             on = align_weight > 0 and config.align
             config = dataclasses.replace(config, align=on)
@@ -67,6 +68,9 @@ class SegmentationModule(L.LightningModule):
         # torch.compile'd forward_features, built on first use. A plain attribute, not a
         # submodule: the state dict keeps its keys (no "_orig_mod." prefix).
         self._compiled_features: Any = None
+        # Fewer masks (training/semi.py): the unlabelled images' losses and state, a callback
+        # set by the training factory; None trains on masks alone.
+        self.semi: Any = None
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{s}_{kind}": cls()
@@ -110,13 +114,22 @@ class SegmentationModule(L.LightningModule):
         return loss, losses, out.logits
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss, parts, _ = self._step(batch)
+        if self.semi is not None:
+            loss, parts = self.semi.training_loss(self, batch)
+        else:
+            loss, parts, _ = self._step(batch)
         self.last_loss_parts = {k: v.detach() for k, v in parts.items()}  # for FiniteCheck
         bs = batch["image"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for k, v in parts.items():
             self.log(f"train/loss_{k}", v, batch_size=bs)
         return loss
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        trainer = self._trainer  # attached once: later validate/test calls keep it
+        if self.semi is None or (trainer and any(c is self.semi for c in trainer.callbacks)):
+            return []
+        return [self.semi]
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         _, parts, logits = self._step(batch)
@@ -180,22 +193,9 @@ class SegmentationModule(L.LightningModule):
             opt = torch.optim.Adam(groups, **kw)
         else:
             raise ValueError(f"optim.name={hp.optimizer!r} is not supported; use adam or adamw")
-        if hp.scheduler == "none":
-            return {"optimizer": opt}
-        if hp.scheduler != "cosine":
-            raise ValueError(
-                f"optim.scheduler={hp.scheduler!r} is not supported; use cosine or none"
-            )
-        warm, total, floor = hp.warmup_epochs, max(hp.max_epochs, 1), hp.min_lr_ratio
-
-        def factor(epoch: int) -> float:
-            if epoch < warm:
-                return (epoch + 1) / (warm + 1)
-            t = min((epoch - warm) / max(total - warm, 1), 1.0)
-            return floor + (1 - floor) * 0.5 * (1 + torch.cos(torch.tensor(t * torch.pi)).item())
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        # Per epoch over trainer.max_epochs, or per step through a budget (run.py sets
+        # module.budget; training/schedule.py, training/budget.py).
+        return make_scheduler(opt, hp, getattr(self, "budget", None))
 
     def _grad_scaled(self) -> bool:
         """True under fp16 mixed precision, where gradients pass through a GradScaler."""

