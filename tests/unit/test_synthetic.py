@@ -16,7 +16,6 @@ from tmc_lightning.data.synthetic import (
     SIDES,
     VERTICAL,
     SyntheticConfig,
-    default_cache_dir,
     describe,
     ensure,
     generate,
@@ -25,6 +24,7 @@ from tmc_lightning.data.synthetic import (
     swap_laterality,
     zone_map,
 )
+from tmc_lightning.paths import cache_root
 
 SIZE = 64
 ALL_ZONES = [(v, s) for v in VERTICAL for s in SIDES]
@@ -314,9 +314,9 @@ def test_ensure_and_cache_dir(tmp_path, monkeypatch):
     assert (ensure(tmp_path, cfg) / "meta.json").is_file()
 
     monkeypatch.setenv("TMC_CACHE_DIR", str(tmp_path / "cache"))
-    assert default_cache_dir() == tmp_path / "cache"
+    assert cache_root() == tmp_path / "cache"
     monkeypatch.delenv("TMC_CACHE_DIR")
-    assert default_cache_dir() == Path.home() / ".cache" / "tmc_lightning"
+    assert cache_root() == Path.home() / ".cache" / "tmc_lightning"
 
 
 def test_ensure_loses_race_gracefully(tmp_path, monkeypatch):

@@ -36,6 +36,7 @@ from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
 from tmc_lightning.data.transforms import train_transform
 from tmc_lightning.data.triples import TripleDataset
 from tmc_lightning.errors import ConfigError, check_keys
+from tmc_lightning.paths import cache_root
 
 SPLITS = ("train", "val", "test")
 # What "left" in a dataset's texts means: the image's left half (plain), the patient's left
@@ -179,7 +180,7 @@ class TextSegDataModule(L.LightningDataModule):
         """Where decoded arrays are cached (``dataset.decoded_cache=false`` turns it off)."""
         if not self.hparams.decoded_cache:
             return None
-        return synthetic.default_cache_dir() / "decoded"
+        return cache_root() / "decoded"
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         hp = self.hparams
@@ -282,7 +283,7 @@ class SyntheticDataModule(TextSegDataModule):
         cache = (
             Path(self.hparams.cache_dir).expanduser()
             if self.hparams.cache_dir
-            else synthetic.default_cache_dir()
+            else cache_root()
         )
         return cache / f"synthetic-{self.config().fingerprint()}"
 

@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +49,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from tmc_lightning.utils import atomic_folder
 
 GENERATOR_VERSION = "1"
 VERTICAL = ("upper", "middle", "lower")
@@ -346,13 +345,7 @@ def generate(root: str | Path, cfg: SyntheticConfig, *, overwrite: bool = False)
     Raises FileExistsError if ``root`` exists (also when it appears meanwhile), unless
     ``overwrite`` is set, in which case the old folder is replaced after a successful build.
     """
-    root = Path(root)
-    if root.exists() and not overwrite:
-        raise FileExistsError(f"{root} already exists")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir()
+    with atomic_folder(root, replace=overwrite) as tmp:
         counts = (cfg.n_train, cfg.n_val, cfg.n_test)
         splits = {
             split: _write_split(tmp, split, title, k, counts[k], cfg)
@@ -365,16 +358,6 @@ def generate(root: str | Path, cfg: SyntheticConfig, *, overwrite: bool = False)
             "splits": splits,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if overwrite and root.exists():
-            trash = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(root, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        try:
-            os.rename(tmp, root)
-        except OSError as err:  # the folder appeared meanwhile (concurrent writer)
-            raise FileExistsError(f"{root} appeared during generation") from err
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
@@ -389,11 +372,6 @@ def ensure(cache_dir: str | Path, cfg: SyntheticConfig) -> Path:
         if not (root / "meta.json").exists():
             raise
     return root
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("TMC_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "tmc_lightning"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

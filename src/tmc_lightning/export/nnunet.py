@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from PIL import Image
 from tmc_lightning.data.imageio import check_pair, read_image, read_mask
 from tmc_lightning.data.layouts import DataError, Sample
 from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
+from tmc_lightning.utils import atomic_folder
 
 LABELS = {"background": 0, "lesion": 1}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -105,9 +103,7 @@ def export_nnunet(
         "Ts": (splits[held_out], "imagesTs"),
     }
     ids = {key: _unique_ids(samples, where) for key, (samples, where) in parts.items()}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_folder(target, replace=True) as tmp:  # overwrite: swapped after a whole build
         _write_cases(tmp, parts, ids, workers)
         n_train = len(splits["train"])
         _write_json(
@@ -126,13 +122,6 @@ def export_nnunet(
             tmp / "splits_final.json", [{"train": ids["Tr"][:n_train], "val": ids["Tr"][n_train:]}]
         )
         _write_index(tmp / "cases.csv", splits, held_out)
-        if target.exists():  # overwrite: swap only after a complete build
-            trash = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

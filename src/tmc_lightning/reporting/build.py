@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +36,7 @@ from tmc_lightning.reporting.tables import (
     write_markdown,
     write_tex,
 )
+from tmc_lightning.utils import atomic_folder
 
 
 def log_wandb(out_dir: Path, groups: list[Group], root: Path, plots: list[Path]) -> Path:
@@ -107,12 +106,7 @@ def build_report(
         ranked = sorted(groups, key=lambda g: -np.nan_to_num(g.score(split), nan=-1.0))
         tests = [paired_test(ranked[0], ranked[1])] if len(ranked) > 1 else []
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
-    try:
+    with atomic_folder(out, replace=True) as tmp:  # an earlier report goes once this one is whole
         plots = [tmp / "ablation_bars.png", tmp / "val_dice_curves.png"]
         plot_bars(groups, plots[0])
         if not plot_curves(groups, plots[1]):
@@ -141,16 +135,6 @@ def build_report(
                         [g.id, g.label, r.config.get("seed", ""), rel_path(r.path, root), *vals]
                         + [r.config.get(PRECISION_KEY, "")]
                     )
-        if out.exists():  # replace an earlier report only once the new one is complete
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,8 @@ import lightning as L
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from tmc_lightning.utils import write_text_atomic
 
 
 def checkpoint_callbacks(
@@ -182,9 +183,8 @@ def merge_ranks(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def write_scores_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """``name,dice,iou`` per image, written via a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["name", "dice", "iou"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=["name", "dice", "iou"], extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())

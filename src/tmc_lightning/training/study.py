@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tmc_lightning.utils import cpu_model
+from tmc_lightning.utils import atomic_folder, cpu_model
 
 REPO = Path(__file__).resolve().parents[3]
 PY = sys.executable
@@ -173,9 +173,11 @@ def run_one(study: Study, row: Row, seed: int, args: argparse.Namespace) -> Path
 
 def keep_results(work: Path, dest: Path) -> None:
     """Copy a finished run's small results to ``dest`` (all at once, or nothing)."""
-    tmp = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    with atomic_folder(dest, replace=True) as tmp:
+        _copy_results(work, tmp)
+
+
+def _copy_results(work: Path, tmp: Path) -> None:
     for name in KEEP:
         if (work / name).is_file():
             shutil.copy2(work / name, tmp / name)
@@ -189,8 +191,6 @@ def keep_results(work: Path, dest: Path) -> None:
         "attempts": attempts,
     }
     (tmp / "timing.json").write_text(json.dumps(timing, indent=2))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
 
 
 def write_report(study: Study, args: argparse.Namespace) -> Path:
