@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from tmc_lightning.benchmarking.measure import matmul_gflops
+from tmc_lightning.utils import provenance
 
 # (in, out, side) of the paper CNN's 3x3 convolutions: encoder, then decoder (upsampled + skip).
 SHAPES = [
@@ -97,19 +97,17 @@ def main(argv: list[str]) -> None:
         layout: {k: sum(r[layout][k]["ms"] for r in rows) for k in KERNELS}
         for layout in ("nchw", "channels_last")
     }
-    command = shlex.join(["python", "experiments/conv_layout/shapes.py", *argv])
-    machine = (
-        f"{torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}"
-    )
+    prov = provenance()
+    command, machine = prov["command"], prov["machine_line"]
     out = Path(args.out)
-    report = {"command": command, "torch": machine, "matmul_gflops": matmul, "rows": rows}
+    report = {**prov, "matmul_gflops": matmul, "rows": rows}
     report["totals_ms"] = totals
     out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [
         "# 3x3 convolutions of the `paper` CNN alone: GFLOP/s, NCHW / channels-last",
         "",
-        f"Command: `{command}`; torch {machine}; 2048^3 fp32 matmul {matmul:.0f} GFLOP/s.",
+        f"Command: `{command}` (git {prov['git_commit']}); {machine}; 2048^3 fp32 matmul "
+        f"{matmul:.0f} GFLOP/s.",
         "",
         "| conv | GFLOP | forward | input grad | weight grad |",
         "|---|---:|---:|---:|---:|",

@@ -31,23 +31,28 @@ def main(argv: list[str] | None = None) -> int:
         measure_convention,
         side_share,
     )
-    from tmc_lightning.data.describe_io import read_binary_mask
+    from tmc_lightning.data.imageio import read_mask
     from tmc_lightning.data.layouts import read_lvit
+    from tmc_lightning.utils import provenance
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "QaTa-COV19"))
     ap.add_argument("--split", default="train")
-    ap.add_argument("--out", default=str(REPO / "experiments" / "results" / "describe_qata.md"))
+    ap.add_argument(
+        "--out", default=str(REPO / "experiments" / "describe_qata" / "describe_qata.md")
+    )
     args = ap.parse_args(argv)
     samples = read_lvit(args.root, args.split)
-    masks = [read_binary_mask(s.mask) for s in samples]
+    masks = [read_mask(s.mask) > 0 for s in samples]
     measured = measure_convention(
         side_share(s.text, m) for s, m in zip(samples, masks, strict=True)
     )
+    prov = provenance()
     lines = [
         f"# Descriptions from masks vs LViT's QaTa-COV19 texts ({args.split}, {len(samples)} triples)",
         "",
-        f"Command: `.venv/bin/python experiments/describe_qata/run.py --split {args.split}`",
+        f"Command: `{prov['command']}` (git {prov['git_commit']})  ",
+        f"Machine: {prov['machine_line']}",
         "",
         convention_line(measured, "plain"),
     ]

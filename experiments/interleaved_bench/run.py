@@ -23,7 +23,6 @@ import argparse
 import functools
 import gc
 import importlib.util
-import shlex
 import statistics
 import sys
 import time
@@ -32,9 +31,14 @@ from pathlib import Path
 import torch
 
 from tmc_lightning.benchmarking import measure as bm
-from tmc_lightning.benchmarking.table import machine_info, machine_line
 from tmc_lightning.training.allocator import keep_freed_memory
-from tmc_lightning.utils import git_commit, write_json_atomic
+from tmc_lightning.utils import (
+    git_commit,
+    machine_info,
+    machine_line,
+    recorded_command,
+    write_json_atomic,
+)
 
 PROTOTYPE = Path(__file__).resolve().parents[1] / "conv_layout" / "nchw_weight_grad.py"
 
@@ -154,7 +158,7 @@ def main(argv: list[str]) -> None:
         t["gflop_per_step"] = gflop
         t["share_of_matmul"] = gflop / (t["median_ms"] / 1000) / ceiling
 
-    command = shlex.join(["python", "experiments/interleaved_bench/run.py", *argv])
+    command = recorded_command()
     report = {
         "command": command,
         "git_commit": git_commit(),

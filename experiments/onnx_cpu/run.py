@@ -11,7 +11,6 @@ Writes experiments/onnx_cpu/onnx_cpu.md. Run nothing else on the machine meanwhi
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from tmc_lightning.export.onnx import _Logits, example_inputs, export_onnx
     from tmc_lightning.inference.predictor import Predictor
     from tmc_lightning.training.run import run
-    from tmc_lightning.utils import cpu_model
+    from tmc_lightning.utils import provenance
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", nargs="+", default=["tmc", "unet"])
@@ -76,14 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             ox = median_ms(lambda s=session, f=feed: s.run(["logits"], f), args.repeats)
             rows.append((model, batch, pt / batch, ox / batch, pt / ox, info["parity"]))
             print(rows[-1], flush=True)
-    cpu = cpu_model()
+    prov = provenance()
     lines = [
         "# ONNX Runtime vs PyTorch eager on the CPU (forward pass, per image)",
         "",
-        f"Command: `.venv/bin/python experiments/onnx_cpu/run.py --models {' '.join(args.models)} "
-        f"--repeats {args.repeats}`  ",
-        f"Machine: {cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), onnxruntime {ort.__version__} (same threads)  ",
+        f"Command: `{prov['command']}` (git {prov['git_commit']})  ",
+        f"Machine: {prov['machine_line']}; onnxruntime {ort.__version__} (same threads)  ",
         "Models: `small` preset, 128 px, exported by `tmc-export onnx` (opset 18, parity check "
         "on); median of the timed repeats after 3 warm-up calls.",
         "",
@@ -95,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {model} | {batch} | {pt:.1f} | {ox:.1f} | {ratio:.2f}x | "
             f"{par['max_abs_logit_diff']:.1e}, {100 * par['mask_disagreement']:.3f}% |"
         )
-    out = REPO / "experiments" / "results" / "onnx_cpu.md"
+    out = REPO / "experiments" / "onnx_cpu" / "onnx_cpu.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

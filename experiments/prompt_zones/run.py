@@ -19,6 +19,7 @@ from tmc_lightning.data import synthetic
 from tmc_lightning.data.imageio import read_image
 from tmc_lightning.inference.checkpoint import load_datamodule, read_checkpoint
 from tmc_lightning.inference.predictor import Predictor
+from tmc_lightning.utils import provenance
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = {
@@ -28,6 +29,7 @@ PROMPTS = {
 
 
 def main(ckpt: str) -> int:
+    prov = provenance()
     predictor = Predictor.from_checkpoint(ckpt)
     dm = load_datamodule(read_checkpoint(ckpt))
     root = dm.resolve_root()
@@ -58,7 +60,8 @@ def main(ckpt: str) -> int:
         [
             "# Prompt-driven masks on the synthetic test set",
             "",
-            f"Command: `python experiments/prompt_zones/run.py {ckpt}`",
+            f"Command: `{prov['command']}` (git {prov['git_commit']})  ",
+            f"Machine: {prov['machine_line']}",
             "",
             "Test images with a lesion in both the lower-left and the upper-right zone (radiographic",
             "convention: the patient's left is on the image's right), each segmented twice, once per",
@@ -69,7 +72,7 @@ def main(ckpt: str) -> int:
             *lines,
         ]
     )
-    out = REPO / "experiments" / "results" / "prompt_zones.md"
+    out = REPO / "experiments" / "prompt_zones" / "prompt_zones.md"
     out.write_text(text + "\n")
     print("\n".join(summary))
     print(f"wrote {out}")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -122,3 +124,52 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """The machine a figure was measured on: CPU, cores, torch, its threads and CPU capability."""
+    device = device or torch.device("cpu")
+    return {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
+def machine_line(info: dict[str, Any] | None = None) -> str:
+    """:func:`machine_info` as the one line every results file carries."""
+    m = info or machine_info()
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    allocator = f"; allocator: {m['allocator']}" if m.get("allocator") else ""
+    return (
+        f"CPU {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with "
+        f"{m['torch_threads']} threads, CPU capability {m['cpu_capability']}{gpu}{allocator}"
+    )
+
+
+def recorded_command(argv: Sequence[str] | None = None) -> str:
+    """The command line that is running, as a user would retype it (from ``sys.argv``)."""
+    argv = list(sys.argv if argv is None else argv)
+    prog = argv[0] if argv else "python"
+    if prog.endswith(".py"):  # python path/to/script.py, relative to the repository if inside
+        root = Path(__file__).resolve().parents[2]
+        path = Path(prog).resolve()
+        words = ["python", str(path.relative_to(root)) if root in path.parents else prog]
+    else:  # a console script: its name, not the venv's path to it
+        words = [Path(prog).name]
+    return shlex.join(words + argv[1:])
+
+
+def provenance(device: torch.device | None = None, argv: Sequence[str] | None = None) -> dict:
+    """What every results file records: the command, the git commit and the machine."""
+    machine = machine_info(device)
+    return {
+        "command": recorded_command(argv),
+        "git_commit": git_commit(),
+        "machine": machine,
+        "machine_line": machine_line(machine),
+    }

@@ -18,10 +18,16 @@ from typing import Any
 import torch
 
 from tmc_lightning.benchmarking import measure as bm
-from tmc_lightning.benchmarking.table import format_row, machine_info, machine_line, markdown
+from tmc_lightning.benchmarking.table import format_row, markdown
 from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.training.allocator import keep_freed_memory
-from tmc_lightning.utils import git_commit, write_json_atomic
+from tmc_lightning.utils import (
+    git_commit,
+    machine_info,
+    machine_line,
+    recorded_command,
+    write_json_atomic,
+)
 
 NO_DATA = "none"
 
@@ -85,7 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra Hydra overrides for the data, e.g. dataset.n_train=200",
     )
-    p.add_argument("--out", default="experiments/bench_cpu/bench", help="writes <out>.json, <out>.md")
+    p.add_argument(
+        "--out", default="experiments/bench_cpu/bench", help="writes <out>.json, <out>.md"
+    )
     args = p.parse_args(argv)
     for v in args.variants:
         bm.parse_variant(v)  # fail before any work
@@ -246,7 +254,7 @@ def run(
     report = {
         "machine": machine,
         "machine_line": machine_line(machine),
-        "command": shlex.join(["tmc-bench", *argv]),
+        "command": recorded_command(["tmc-bench", *argv]),
         "git_commit": git_commit(),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "flops_source": "torch.utils.flop_counter.FlopCounterMode on one train forward+backward "

@@ -2,39 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import platform
 from typing import Any
-
-import torch
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-    }
-
-
-def machine_line(m: dict[str, Any]) -> str:
-    gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
-    allocator = f"; allocator: {m['allocator']}" if m.get("allocator") else ""
-    return (
-        f"CPU {m['cpu']} ({m['logical_cpus']} logical CPUs), torch {m['torch']} with "
-        f"{m['torch_threads']} threads, CPU capability {m['cpu_capability']}{gpu}{allocator}"
-    )
-
 
 COLUMNS = [  # (header, key, format)
     ("model", "model", "{}"),

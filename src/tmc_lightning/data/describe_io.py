@@ -16,24 +16,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 
 from tmc_lightning.data.describe import DescribeOptions, describe_mask
-from tmc_lightning.data.imageio import binarize_mask
+from tmc_lightning.data.imageio import read_mask
 from tmc_lightning.data.layouts import SPLIT_FOLDERS, DataError, _load_table, detect_layout
 
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
-
-def read_binary_mask(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            a = np.asarray(im if im.mode in ("I;16", "I", "F") else im.convert("L"))
-    except OSError as err:
-        raise DataError(f"mask {path} cannot be read ({err}); fix or remove it") from None
-    return binarize_mask(a.astype(np.float64)) > 0
 
 
 def lvit_sheet(root: Path, split: str, opts: DescribeOptions) -> pd.DataFrame:
@@ -46,9 +35,7 @@ def lvit_sheet(root: Path, split: str, opts: DescribeOptions) -> pd.DataFrame:
     masks = sorted(p for p in folder.iterdir() if p.suffix.lower() in MASK_SUFFIXES)
     if not masks:
         raise DataError(f"{folder} holds no mask images ({', '.join(MASK_SUFFIXES)})")
-    rows = [
-        {"Image": p.name, "Description": describe_mask(read_binary_mask(p), opts)} for p in masks
-    ]
+    rows = [{"Image": p.name, "Description": describe_mask(read_mask(p) > 0, opts)} for p in masks]
     return pd.DataFrame(rows, columns=["Image", "Description"])
 
 
@@ -63,7 +50,7 @@ def described_manifest(path: Path, opts: DescribeOptions) -> pd.DataFrame:
         mask = path.parent / str(rel).strip()
         if not mask.is_file():
             raise DataError(f"{path} row {row}: mask {mask} does not exist; fix the path")
-        texts.append(describe_mask(read_binary_mask(mask), opts))
+        texts.append(describe_mask(read_mask(mask) > 0, opts))
     if "text" in df.columns and df["text"].notna().any():
         df["text_given"] = df["text"]
     df["text"] = texts

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import signal
@@ -25,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tmc_lightning.utils import atomic_folder, cpu_model
+from tmc_lightning.utils import atomic_folder, machine_line
 
 REPO = Path(__file__).resolve().parents[3]
 PY = sys.executable
@@ -76,10 +75,6 @@ def parse_args(study: Study, argv: list[str] | None = None) -> argparse.Namespac
     ap.add_argument("--commit", action="store_true", help="git-commit each finished run at once")
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     return ap.parse_args(argv)
-
-
-def machine_line() -> str:
-    return f"{cpu_model()}, {os.cpu_count()} logical CPUs"
 
 
 def git(*args: str) -> str:
