@@ -1,1 +1,1 @@
-"""Export: a dataset as nnU-Net v2 raw data, for the strongest image-only baseline."""
+"""Export: a dataset as nnU-Net v2 raw data (the strongest image-only baseline), a checkpoint as ONNX."""

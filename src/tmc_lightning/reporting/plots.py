@@ -114,5 +114,3 @@ def plot_curves(groups: list[Group], path: Path) -> int:
     fig.savefig(path, dpi=120)
     return drawn
 
-
-# ---------------------------------------------------------------- W&B

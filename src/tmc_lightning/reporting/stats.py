@@ -98,5 +98,3 @@ def pick(groups: list[Group], ref: str) -> Group:
         raise ReportError(f"--compare {ref!r} {found} of the configurations ({listing})")
     return hits[0]
 
-
-# ---------------------------------------------------------------- tables
