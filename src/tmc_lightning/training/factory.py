@@ -1,4 +1,4 @@
-"""Everything a run is built from, out of one Hydra config: datamodule, module and trainer.
+"""The datamodule and the module of a run, out of one Hydra config (``run.py`` builds the trainer).
 
 This is the one place that reads the ``text_encoder=`` and ``vision_encoder=`` groups and the
 ``model.pretrained`` / ``model.freeze_text`` / ``model.freeze_vision`` / ``model.align`` switches: it turns them into resolved encoder settings
