@@ -24,4 +24,5 @@ def main(cfg: DictConfig) -> None:
         cfg.top_k,
         OmegaConf.to_object(cfg.text_mode) if OmegaConf.is_list(cfg.text_mode) else cfg.text_mode,
         cfg.generic_prompt,
+        cfg.eval_resolution,
     )

@@ -18,6 +18,7 @@ from tmc_lightning.data.text import encode
 from tmc_lightning.evaluation.per_image import bootstrap_ci, score_split, write_artifacts
 from tmc_lightning.evaluation.text_modes import mode_summary, parse_modes, table, texts_for
 from tmc_lightning.inference.checkpoint import load_datamodule, load_module
+from tmc_lightning.metrics import DEFAULT_RESOLUTION, check_resolution
 from tmc_lightning.utils import run_dir_of, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("tmc_lightning.evaluate")
@@ -66,13 +67,18 @@ def evaluate(
     top_k: int = 4,
     text_mode: str | list[str] = "given",
     generic_prompt: str | None = None,
+    eval_resolution: str = DEFAULT_RESOLUTION,
 ) -> dict[str, Any]:
     """Metrics per split (JSON) and, with ``artifacts``, per-image CSV, overlays and bootstrap CIs.
 
     One pass over each split gives both the metrics and the per-image rows. ``text_mode``: the
     prompts (``given``; or several of given, empty, shuffled, generic, scored one after another
     into one table per split; ``generic_prompt`` defaults to the dataset's).
+    ``eval_resolution``: ``original`` scores every mask at its file's own size (the logits
+    upsampled as ``tmc-predict`` does; each split then also keeps its ``model_resolution``
+    Dice/IoU), ``model`` at the model's input size (:mod:`~tmc_lightning.metrics`).
     """
+    eval_resolution = check_resolution(eval_resolution)
     modes = parse_modes(text_mode)
     module, ckpt = load_module(ckpt_path)
     dm = load_datamodule(ckpt, data_root)
@@ -81,7 +87,10 @@ def evaluate(
         texts_for("generic", [], generic_prompt)  # no prompt: the error before any scoring
     device = pick_device(accelerator)
     module.to(device)
-    results: dict[str, Any] = {"checkpoint": str(Path(ckpt_path).resolve())}
+    results: dict[str, Any] = {
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "eval_resolution": eval_resolution,
+    }
     splits = present_splits(dm, splits)
     # Artefacts go beside the JSON: <out without .json>/<split>/, or by default
     # <run>/eval_<checkpoint>/<split>/ beside the run's checkpoints/ folder.
@@ -91,11 +100,13 @@ def evaluate(
     for split in splits:
         dm.setup({"val": "validate", "test": "test"}[split])
         loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
-        rows, metrics = score_split(module, loader, device, precision, with_hd95=artifacts)
+        rows, metrics = score_split(
+            module, loader, device, precision, with_hd95=artifacts, resolution=eval_resolution
+        )
         results[split] = metrics
         if len(modes) > 1:
             results.setdefault("text_modes", {})[split] = score_modes(
-                module, dm, split, rows, modes, generic_prompt, device, precision
+                module, dm, split, rows, modes, generic_prompt, device, precision, eval_resolution
             )
         if not artifacts:
             continue
@@ -120,13 +131,43 @@ def evaluate(
         md_path = path.with_name(path.stem + "_text_modes.md")
         write_text_atomic(md_path, f"# Prompt robustness: {ckpt_path}\n\n{md}")
         print(md + f"table: {md_path}")
+    results["model_image_size"] = int(dm.hparams.image_size)
     write_json_atomic(path, results)
+    if eval_resolution == "original":  # both resolutions side by side, from the same pass
+        md = resolution_table(results, splits, ckpt_path)
+        md_path = path.with_name(path.stem + "_resolution.md")
+        write_text_atomic(md_path, md)
+        print(md + f"table: {md_path}")
     for split in splits:
+        r = results[split]
         print(
-            f"{split}/dice={results[split]['dice']:.6f} {split}/dice_global={results[split]['dice_global']:.6f}"
+            f"{split}/dice={r['dice']:.6f} {split}/dice_global={r['dice_global']:.6f}"
+            f"  [eval_resolution={eval_resolution}]"
         )
     print(f"wrote {path}")
     return results
+
+
+def resolution_table(results: dict[str, Any], splits: list[str], ckpt_path: str) -> str:
+    """Markdown: each split's Dice/IoU under both protocols, at the masks' size and the model's."""
+    size = results["model_image_size"]
+    lines = [
+        f"# Scores at the masks' own resolution and at the model's ({size} px): {ckpt_path}",
+        "",
+        "| split | resolution | per-image Dice | per-image IoU | global Dice | global IoU |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for split in splits:
+        r = results[split]
+        for label, m in (
+            ("original (each mask's own size)", r),
+            (f"model ({size} px)", r["model_resolution"]),
+        ):
+            lines.append(
+                f"| {split} | {label} | {m['dice']:.4f} | {m['iou']:.4f} | "
+                f"{m['dice_global']:.4f} | {m['iou_global']:.4f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def mode_dataset(
@@ -147,6 +188,7 @@ def score_modes(
     generic_prompt: str | None,
     device: torch.device,
     precision: str,
+    resolution: str = "model",
 ) -> dict[str, dict[str, Any]]:
     """Each text mode's Dice on ``split``: the same images, only the prompts replaced."""
     dataset = dm.datasets[split]
@@ -155,7 +197,9 @@ def score_modes(
         dm.datasets[split], info = mode_dataset(dm, dataset, mode, generic_prompt)
         try:
             loader = {"val": dm.val_dataloader, "test": dm.test_dataloader}[split]()
-            rows, _ = score_split(module, loader, device, precision, with_hd95=False)
+            rows, _ = score_split(
+                module, loader, device, precision, with_hd95=False, resolution=resolution
+            )
         finally:
             dm.datasets[split] = dataset
         out[mode] = {**mode_summary(rows, bootstrap_ci), **info}

@@ -12,9 +12,15 @@ import torch
 from PIL import Image
 from scipy.stats import bootstrap
 
+from tmc_lightning.data.imageio import read_image, read_mask
 from tmc_lightning.inference.overlay import overlay
 from tmc_lightning.losses import task_loss
-from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
+from tmc_lightning.metrics import (
+    GlobalDiceIoU,
+    PerImageDiceIoU,
+    check_resolution,
+    upsample_logits,
+)
 
 
 def hd95(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -52,14 +58,31 @@ def score_split(
     device: torch.device,
     precision: str = "32-true",
     with_hd95: bool = True,
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    resolution: str = "model",
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One pass over a split: a row per image and the split's metrics.
 
     Rows: name, text, Dice, IoU, HD95, predicted and true area (pixels), the predicted mask.
     Metrics: per-image and global Dice/IoU (the training metrics' own classes) and the task
     loss, as training's validation logs them.
+
+    ``resolution`` (:mod:`~tmc_lightning.metrics`): ``model`` scores the logits
+    against the masks at the model's input size; ``original`` upsamples each image's logits to
+    its mask file's own size (:func:`upsample_logits`, as ``tmc-predict`` does) and scores them
+    against that file, image by image (a batch's originals differ in size). Rows, HD95 and the
+    metrics are then at the original size; the metrics also keep the model-size Dice/IoU under
+    ``model_resolution`` (the same logits, no second pass). The loss is always the training
+    loss, at the model's size.
     """
-    per_image, global_ = PerImageDiceIoU().to(device), GlobalDiceIoU().to(device)
+    resolution = check_resolution(resolution)
+    samples = getattr(loader.dataset, "samples", None) if resolution == "original" else None
+    if resolution == "original" and samples is None:
+        raise ValueError("eval_resolution=original needs a loader over a dataset with .samples")
+    # One process scores the whole split (training's final scoring does it on rank zero
+    # alone under DDP), so the metrics never wait for other processes to sync.
+    local = {"sync_on_compute": False}
+    per_image, global_ = PerImageDiceIoU(**local).to(device), GlobalDiceIoU(**local).to(device)
+    at_model = (PerImageDiceIoU(**local).to(device), GlobalDiceIoU(**local).to(device))
     rows, losses = [], []
     autocast = autocast_for(device, precision)
     for batch in loader:
@@ -70,29 +93,70 @@ def score_split(
             )
         logits = logits.float()
         losses.append((task_loss(logits, mask, module.hparams.dice_weight).item(), len(image)))
-        per_image.update(logits, mask)
-        global_.update(logits, mask)
-        dice, iou = per_image.last_scores
-        preds = (logits > 0)[:, 0].cpu().numpy()
-        gts = (mask > 0.5)[:, 0].cpu().numpy()
-        for j in range(len(preds)):
-            rows.append(
-                {
-                    "index": len(rows),
-                    "name": batch["name"][j],
-                    "text": batch["text"][j],
-                    "dice": float(dice[j]),
-                    "iou": float(iou[j]),
-                    "hd95": hd95(preds[j], gts[j]) if with_hd95 else float("nan"),
-                    "pred_area": int(preds[j].sum()),
-                    "tp": int((preds[j] & gts[j]).sum()),
-                    "true_area": int(gts[j].sum()),
-                    "_pred": preds[j],
-                }
-            )
-    metrics = {k: float(v) for k, v in {**per_image.compute(), **global_.compute()}.items()}
+        start = len(rows)
+        if samples is None:
+            scored = [(0, logits, mask)]  # the whole batch at the model's size
+        else:
+            for m in at_model:
+                m.update(logits, mask)
+            scored = [
+                (j, upsample_logits(logits[j : j + 1], gt.shape[-2:]), gt)
+                for j, gt in enumerate(original_masks(samples, batch["name"], start, device))
+            ]
+        for offset, lg, gt in scored:
+            per_image.update(lg, gt)
+            global_.update(lg, gt)
+            dice, iou = per_image.last_scores
+            preds = (lg > 0)[:, 0].cpu().numpy()
+            gts = (gt > 0.5)[:, 0].cpu().numpy()
+            for j in range(len(preds)):
+                k = offset + j  # the item's place in the batch
+                rows.append(
+                    {
+                        "index": start + k,
+                        "name": batch["name"][k],
+                        "text": batch["text"][k],
+                        "dice": float(dice[j]),
+                        "iou": float(iou[j]),
+                        "hd95": hd95(preds[j], gts[j]) if with_hd95 else float("nan"),
+                        "pred_area": int(preds[j].sum()),
+                        "tp": int((preds[j] & gts[j]).sum()),
+                        "true_area": int(gts[j].sum()),
+                        "_pred": preds[j],
+                    }
+                )
+    metrics: dict[str, Any] = {
+        k: float(v) for k, v in {**per_image.compute(), **global_.compute()}.items()
+    }
     metrics["loss"] = sum(loss * n for loss, n in losses) / max(sum(n for _, n in losses), 1)
+    metrics["resolution"] = resolution
+    if samples is not None:
+        metrics["model_resolution"] = {
+            k: float(v) for m in at_model for k, v in m.compute().items()
+        }
     return rows, metrics
+
+
+def original_masks(
+    samples: list[Any], names: list[str], start: int, device: torch.device
+) -> list[torch.Tensor]:
+    """The masks of a batch's images (items ``start``, ``start + 1``, ...) read from their files
+    at their own size, each ``(1, 1, H, W)`` in {0, 1}.
+
+    The decoded cache holds the masks resized to the model's size only, so the originals are
+    read here, one batch at a time (no split is held in memory at full size).
+    """
+    out = []
+    for j, name in enumerate(names):
+        sample = samples[start + j]
+        if sample.name != name:  # the loader must serve the split in order
+            raise ValueError(
+                f"eval_resolution=original: item {start + j} is {name!r} but the split lists "
+                f"{sample.name!r} there; score with an unshuffled, unsharded loader"
+            )
+        gt = torch.from_numpy(read_mask(sample.mask))
+        out.append(gt[None, None].to(device=device, dtype=torch.float32))
+    return out
 
 
 AUTOCAST = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -148,6 +212,9 @@ def write_artifacts(
         for rank, r in enumerate(chosen, start=1):
             gray = dataset.images[r["index"]]
             gt = dataset.masks[r["index"]].astype(bool)
+            if r["_pred"].shape != gt.shape:  # scored at the original size: draw it there
+                sample = dataset.samples[r["index"]]
+                gray, gt = read_image(sample.image), read_mask(sample.mask).astype(bool)
             left = overlay(gray, r["_pred"], f"prediction (Dice {r['dice']:.3f}): {r['text']}")
             right = overlay(gray, gt, "ground truth", color=(40, 200, 40))
             pair = Image.new(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from tmc_lightning.data.datamodule import DATAMODULES
@@ -15,6 +14,7 @@ from tmc_lightning.data.layouts import DataError
 from tmc_lightning.data.text import encode
 from tmc_lightning.data.transforms import model_input
 from tmc_lightning.inference.checkpoint import CheckpointError, load_module
+from tmc_lightning.metrics import upsample_logits
 from tmc_lightning.training.module import SegmentationModule
 
 
@@ -101,6 +101,6 @@ class Predictor:
         logits = self.module(x, ids, mask).float()
         out = []
         for g, lg in zip(grays, logits, strict=True):
-            full = F.interpolate(lg[None], size=g.shape, mode="bilinear", align_corners=False)[0, 0]
+            full = upsample_logits(lg[None], g.shape)[0, 0]  # the scorer's upsampling too
             out.append(torch.sigmoid(full).cpu().numpy())
         return out

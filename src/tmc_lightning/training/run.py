@@ -13,8 +13,11 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Rich
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
 from tmc_lightning.data.datamodule import TextSegDataModule
+from tmc_lightning.evaluation.per_image import AUTOCAST, score_split
+from tmc_lightning.metrics import DEFAULT_RESOLUTION, check_resolution
 from tmc_lightning.training.allocator import keep_freed_memory
 from tmc_lightning.training.callbacks import (
     FiniteCheck,
@@ -129,6 +132,8 @@ def prepare(cfg: DictConfig) -> tuple[TextSegDataModule, bool]:
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_config(cfg)  # first: a typo is the whole message, before any other output
+    # the final scores' pixels (a run saved before the key existed gets the default)
+    resolution = check_resolution(cfg.get("eval_resolution", DEFAULT_RESOLUTION))
     allocator = "glibc defaults (perf.keep_freed_memory=false)"
     if section(cfg, "perf", PerfConfig).keep_freed_memory:
         allocator = keep_freed_memory()
@@ -177,7 +182,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if stopper is not None and stopper.received:  # the signal came during the last validation
         stopper.stop(trainer)
     if cfg.run_test and not trainer.fast_dev_run:
-        results.update(score_best(trainer, module, dm, has_test, run_dir))
+        results.update(score_best(trainer, module, dm, has_test, run_dir, resolution))
     results["dataset"] = dm.identity()
     results["wall_time_s"] = round(time.time() - start, 1)
     if trainer.is_global_zero:
@@ -193,8 +198,14 @@ def score_best(
     dm: TextSegDataModule,
     has_test: bool,
     run_dir: Path,
+    resolution: str = "model",
 ) -> dict[str, Any]:
-    """Val (and test) metrics of the best checkpoint, with per-image CSVs for paired tests."""
+    """Val (and test) metrics of the best checkpoint, with per-image CSVs for paired tests.
+
+    ``resolution=original``: Dice/IoU (and the per-image CSVs) with each mask at its own size,
+    from one more pass over each split on rank zero; the trainer's model-size figures stay
+    beside them under ``model_resolution`` (``loss`` is the model-size training loss).
+    """
     ckpt = trainer.checkpoint_callback.best_model_path or "last"
     recorder = PerImageRecorder()  # per-image scores of this final scoring, no second pass
     trainer.callbacks.append(recorder)
@@ -205,10 +216,53 @@ def score_best(
         out["test"] = _strip(test, "test/")
     else:
         log.warning("dataset has no test split at %s: reporting validation only", dm.resolve_root())
+    out["eval_resolution"] = resolution
+    per_image = recorder.rows
+    if resolution == "original" and trainer.is_global_zero:
+        per_image = {}
+        for split in [s for s in ("val", "test") if s in out]:
+            out[split], per_image[split] = at_original_size(
+                module, dm, split, out[split], str(trainer.precision)
+            )
     if trainer.is_global_zero:
-        for split, rows in recorder.rows.items():
+        for split, rows in per_image.items():
             write_scores_csv(run_dir / f"per_image_{split}.csv", rows)
     return out
+
+
+def at_original_size(
+    module: L.LightningModule,
+    dm: TextSegDataModule,
+    split: str,
+    logged: dict[str, float],
+    precision: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``split``'s scores with each mask at its own size, and their per-image rows.
+
+    The scorer of ``tmc-eval`` over an unshuffled, unsharded loader of the split; ``logged``
+    (the trainer's model-size scores) is kept under ``model_resolution``.
+    """
+    hp = dm.hparams
+    loader = DataLoader(dm.datasets[split], batch_size=hp.eval_batch_size or hp.batch_size)
+    training = module.training
+    module.eval()
+    try:
+        rows, scores = score_split(
+            module,
+            loader,
+            module.device,
+            precision if precision in AUTOCAST else "32-true",
+            with_hd95=False,
+            resolution="original",
+        )
+    finally:
+        module.train(training)
+    keys = ("dice", "iou", "dice_global", "iou_global")
+    return {
+        **logged,
+        **{k: scores[k] for k in keys},
+        "model_resolution": {k: logged[k] for k in keys if k in logged},
+    }, rows
 
 
 def _print_final(results: dict[str, Any], run_dir: Path) -> None:
