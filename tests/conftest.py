@@ -44,9 +44,13 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def compose_cfg(overrides: list[str], config_name: str = "train") -> DictConfig:
+def compose_cfg(
+    overrides: list[str], config_name: str = "train", return_hydra: bool = False
+) -> DictConfig:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides, return_hydra_config=False)
+        return compose(
+            config_name=config_name, overrides=overrides, return_hydra_config=return_hydra
+        )
 
 
 def tiny_cfg(cache_dir: Path, *extra: str) -> DictConfig:

@@ -9,9 +9,12 @@ from tests.conftest import compose_cfg
 from tmc_lightning.models.registry import list_models, model_class
 from tmc_lightning.utils import CONF_DIR
 
-GROUPS = {
-    p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in Path(CONF_DIR).iterdir() if p.is_dir()
+GROUPS = {  # the training config's groups (tool/ holds what the tools' configs share)
+    p.name: sorted(f.stem for f in p.glob("*.yaml"))
+    for p in Path(CONF_DIR).iterdir()
+    if p.is_dir() and p.name != "tool"
 }
+TOOLS = sorted(p.stem for p in Path(CONF_DIR).glob("*.yaml") if p.stem != "train")
 CASES = [(g, o) for g, options in sorted(GROUPS.items()) for o in options]
 
 
@@ -19,6 +22,13 @@ CASES = [(g, o) for g, options in sorted(GROUPS.items()) for o in options]
 def test_every_group_option_composes(group, option):
     cfg = compose_cfg([f"{group}={option}"])
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_config_composes_and_runs_in_the_working_folder(tool):
+    cfg = compose_cfg([], config_name=tool, return_hydra=True)
+    assert cfg.hydra.run.dir == "." and cfg.hydra.output_subdir is None
+    assert cfg.hydra.job_logging.handlers.console.stream == "ext://sys.stdout"
 
 
 def test_every_model_config_names_a_registered_model():
