@@ -217,6 +217,16 @@ def test_training_and_tmc_eval_score_at_the_chosen_resolution(thin_set, tmp_path
         )
         assert by_eval["val"]["model_resolution"][key] == pytest.approx(at_model["val"][key])
 
+    # artefacts and text modes at the original size: overlays drawn from the files themselves
+    full = evaluate(ckpt, ["val"], str(tmp_path / "a.json"), top_k=1, text_mode=["given", "empty"])
+    assert full["text_modes"]["val"]["given"]["dice"] == pytest.approx(full["val"]["dice"])
+    assert full["val"]["per_image_summary"]["n"] == 4
+    assert csv_mean(tmp_path / "a" / "val" / "per_image.csv") == pytest.approx(
+        by_eval["val"]["dice"]
+    )
+    (best,) = (tmp_path / "a" / "val").glob("best1_*.png")
+    assert Image.open(best).width == 2 * ORIG + 4  # two 128 px originals, not 64 px inputs
+
     saved_m = tiny_train(thin_set, model_dir, "eval_resolution=model")
     assert saved_m["eval_resolution"] == "model" and "model_resolution" not in saved_m["val"]
     assert csv_mean(model_dir / "per_image_val.csv") == pytest.approx(saved_m["val"]["dice"])
