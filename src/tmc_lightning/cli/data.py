@@ -1,8 +1,9 @@
-"""``tmc-data check|describe dataset=... [dataset.root=...]``: inspect a dataset, or describe its masks."""
+"""``tmc-data check|describe|prepare``: inspect a dataset, describe its masks, or lay out a download."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -12,13 +13,27 @@ from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.data.describe import DescribeOptions
 from tmc_lightning.data.describe_io import write_descriptions
 from tmc_lightning.data.inspect import report
+from tmc_lightning.data.prepare import (
+    PrepareError,
+    plan_medvlsm,
+    plan_mosmed,
+    plan_qata,
+    raise_if_problems,
+    write_lvit,
+    write_manifest,
+)
 from tmc_lightning.errors import ConfigError, check_keys
 from tmc_lightning.utils import CONF_DIR
 
 USAGE = (
     "usage: tmc-data check dataset=<name> [dataset.root=...]\n"
-    "       tmc-data describe dataset=<name> [dataset.root=...] out=new_sheet.csv [split=train]"
+    "       tmc-data describe dataset=<name> [dataset.root=...] out=new_sheet.csv [split=train]\n"
+    "       tmc-data prepare qata src=<download> text=<sheets> out=<new root>\n"
+    "       tmc-data prepare mosmed src=<frames/ and masks/> text=<sheets> out=<new root> "
+    "[split=lvit|patient]\n"
+    "       tmc-data prepare medvlsm images=<dir> masks=<dir> anns=<dir> out=<manifest.csv>"
 )
+PREPARE_KINDS = ("qata", "mosmed", "medvlsm")
 
 
 def _datamodule(cfg: DictConfig):
@@ -63,11 +78,83 @@ def describe_main(cfg: DictConfig) -> None:
     print(f"wrote {path} ({opts.vocabulary} vocabulary, {opts.convention} laterality)")
 
 
+def _need(cfg: DictConfig, *keys: str) -> list[Path]:
+    missing = [k for k in keys if not cfg.get(k)]
+    if missing:
+        raise ConfigError(
+            f"tmc-data prepare {cfg.kind}: set {', '.join(f'{k}=...' for k in missing)}\n{USAGE}"
+        )
+    return [Path(str(cfg[k])).expanduser() for k in keys]
+
+
+def prepare(cfg: DictConfig) -> Path:
+    """Check the download, then write its layout; a :class:`PrepareError` lists every problem."""
+    kind = cfg.kind
+    if kind not in PREPARE_KINDS:
+        raise ConfigError(f"tmc-data prepare {kind}: use one of {', '.join(PREPARE_KINDS)}")
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    record = {"command": f"tmc-data prepare {kind}"} | {
+        k: settings[k] for k in ("src", "text", "images", "masks", "anns", "copy", "split", "seed")
+    }
+    sheets = settings["sheets"]
+    if kind == "medvlsm":
+        images, masks, anns, out = _need(cfg, "images", "masks", "anns", "out")
+        plan, records = plan_medvlsm(images, masks, anns, settings["anns_files"], cfg.text_level)
+        raise_if_problems(plan, f"tmc-data prepare medvlsm anns={anns}")
+        return write_manifest(plan, records, out, record)
+    src, text, out = _need(cfg, "src", "text", "out")
+    for key, path in (("src", src), ("text", text)):
+        if not path.is_dir():
+            raise ConfigError(f"{key}={path} is not a folder; point it at the unpacked download")
+    if kind == "qata":
+        if cfg.split != "lvit":
+            raise ConfigError("split: QaTa keeps LViT's split (split=patient is for mosmed)")
+        plan = plan_qata(src, text, settings["qata"], sheets, cfg.strict_counts)
+    else:
+        plan = plan_mosmed(
+            src,
+            text,
+            settings["mosmed"],
+            sheets,
+            cfg.strict_counts,
+            split=cfg.split,
+            seed=cfg.seed,
+            group_pattern=cfg.group_pattern,
+        )
+    raise_if_problems(plan, f"tmc-data prepare {kind} src={src}")
+    out = write_lvit(plan, out, settings["copy"], record)
+    for note in plan.notes:
+        print(f"note: {note}")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prepare")
+@one_line_errors
+def prepare_main(cfg: DictConfig) -> None:
+    try:
+        out = prepare(cfg)
+    except PrepareError as err:  # the download's problems: a report, exit 1, nothing written
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    what = "manifest" if cfg.kind == "medvlsm" else "dataset root"
+    how = "copies" if cfg["copy"] else "links to the download"
+    print(f"wrote {what} {out} ({how})")
+    if cfg.kind == "medvlsm":
+        print(f"train on it: dataset=custom dataset.manifest={out} [dataset.prompt=p0..p9]")
+    else:
+        print(f"check it: tmc-data check dataset={cfg.kind} dataset.root={out}")
+
+
 def cli() -> None:
-    """``tmc-data check|describe [overrides]``."""
-    commands = {"check": main, "describe": describe_main}
+    """``tmc-data check|describe|prepare [overrides]``."""
+    commands = {"check": main, "describe": describe_main, "prepare": prepare_main}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(USAGE, file=sys.stderr)
         sys.exit(2)
-    command = commands[sys.argv.pop(1)]
-    command()
+    name = sys.argv.pop(1)
+    if name == "prepare":  # tmc-data prepare <kind> key=value ...
+        if len(sys.argv) < 2 or sys.argv[1] not in PREPARE_KINDS:
+            print(USAGE, file=sys.stderr)
+            sys.exit(2)
+        sys.argv.append(f"kind={sys.argv.pop(1)}")
+    commands[name]()

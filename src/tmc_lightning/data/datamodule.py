@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ from tmc_lightning.data.cache import cached_arrays
 from tmc_lightning.data.imageio import check_pair, load_image, load_mask
 from tmc_lightning.data.layouts import (
     LAYOUTS,
+    PROMPT_LEVELS,
     DataError,
     Sample,
     SplitAbsent,
     detect_layout,
     read_manifest,
 )
+from tmc_lightning.data.prompts import with_prompt_choices
 from tmc_lightning.data.samplers import EpochShuffleSampler, ResumableLoader, ShardSampler
 from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
 from tmc_lightning.data.transforms import train_transform
@@ -42,6 +45,17 @@ SPLITS = ("train", "val", "test")
 # What "left" in a dataset's texts means: the image's left half (plain), the patient's left
 # shown on the image's right (radiographic), or not stated. tmc-data check measures it.
 CONVENTIONS = ("plain", "radiographic", "unknown")
+
+
+def check_group_pattern(pattern: str) -> None:
+    """``dataset.group_pattern`` must compile (tmc-data check groups file names by it)."""
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(
+            f"dataset.group_pattern={pattern!r} is not a regular expression ({err}); e.g. "
+            r"'^(.+)_\d+$' (the name without its trailing _<slice>)"
+        ) from None
 
 
 class TextSegDataModule(L.LightningDataModule):
@@ -67,6 +81,7 @@ class TextSegDataModule(L.LightningDataModule):
         text_dropout: float = 0.0,
         convention: str = "unknown",
         generic_prompt: str | None = None,
+        group_pattern: str | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout < 1.0:
@@ -77,6 +92,8 @@ class TextSegDataModule(L.LightningDataModule):
             raise ConfigError(
                 f"dataset.convention={convention!r}: use one of {', '.join(CONVENTIONS)}"
             )
+        if group_pattern is not None:
+            check_group_pattern(group_pattern)
         self.save_hyperparameters()
         self.tokenizer: Tokenizer | None = None
         self.samples: dict[str, list[Sample]] = {}
@@ -115,7 +132,8 @@ class TextSegDataModule(L.LightningDataModule):
             if self.hparams.tokenizer:
                 self.tokenizer = load_pretrained(self.hparams.tokenizer)
             else:
-                texts = [s.text for s in self.read_split("train")]
+                # Every alternative of a prompt level (manifests' p7-p9) gets its words.
+                texts = [t for s in self.read_split("train") for t in s.alternatives or (s.text,)]
                 self.tokenizer = build_wordpiece(
                     texts + [synthetic.swap_laterality(t) for t in texts]
                 )
@@ -167,6 +185,10 @@ class TextSegDataModule(L.LightningDataModule):
                 text_dropout=dropout,
                 empty_tokens=encode(self.tokenizer, [""], hp.max_words) if dropout else None,
             )
+            if train:  # a prompt level with alternatives draws one per item per epoch
+                self.datasets[split] = with_prompt_choices(
+                    self.datasets[split], samples, self.tokenizer, hp.max_words
+                )
 
     def _decode(self, samples: list[Sample]) -> tuple[np.ndarray, np.ndarray]:
         size = self.hparams.image_size
@@ -314,7 +336,14 @@ class ManifestDataModule(TextSegDataModule):
 
     name = "custom"
 
-    def __init__(self, manifest: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, manifest: str | None = None, prompt: str | None = None, **kwargs: Any
+    ) -> None:
+        if prompt is not None and prompt not in PROMPT_LEVELS:
+            raise ConfigError(
+                f"dataset.prompt={prompt!r}: use p0 .. p9 (a column of a manifest written by "
+                "tmc-data prepare medvlsm) or null (the 'text' column)"
+            )
         super().__init__(**kwargs)
         self.save_hyperparameters()
 
@@ -324,7 +353,7 @@ class ManifestDataModule(TextSegDataModule):
         return Path(self.hparams.manifest).expanduser()
 
     def read_split(self, split: str) -> list[Sample]:
-        return read_manifest(self.resolve_root(), split)
+        return read_manifest(self.resolve_root(), split, self.hparams.get("prompt"))
 
 
 class DukeBreastDataModule(ManifestDataModule):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 import zipfile
@@ -49,6 +50,9 @@ class Sample:
     image: Path
     mask: Path
     text: str
+    # A manifest's prompt level with several alternatives (MedVLSM's p7-p9): training draws one
+    # per item per epoch, evaluation uses ``text`` (the first). Empty: ``text`` is the only one.
+    alternatives: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -301,12 +305,36 @@ def detect_layout(root: str | Path) -> str:
 MANIFEST_COLUMNS = ("image", "mask", "text", "split")
 
 
-def read_manifest(path: str | Path, split: str) -> list[Sample]:
+PROMPT_LEVELS = tuple(f"p{i}" for i in range(10))
+
+
+def prompt_cell(value: object) -> list[str]:
+    """A prompt-level cell of a manifest: one text, or a JSON list of alternatives."""
+    if value is None or (isinstance(value, float) and value != value):  # empty cell (NaN)
+        return [""]
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            items = None
+        if isinstance(items, list) and items and all(isinstance(t, str) for t in items):
+            return [t.strip() for t in items]
+    return [text]
+
+
+def read_manifest(path: str | Path, split: str, prompt: str | None = None) -> list[Sample]:
     """Read one split of a manifest: CSV or xlsx with columns image, mask, text, split.
 
     Paths are relative to the manifest's folder; ``split`` is train, val or test. This is the
     route for Duke-Breast (whose text is not public) and for users' own data.
+
+    ``prompt``: a prompt-level column (``p0`` .. ``p9``, as ``tmc-data prepare medvlsm`` writes
+    them) to read instead of ``text``; a cell may hold a JSON list of alternatives. ``p0`` is
+    the empty prompt (a text-free run).
     """
+    if prompt is not None and prompt not in PROMPT_LEVELS:
+        raise DataError(f"dataset.prompt={prompt!r}: use one of p0 .. p9, or null for 'text'")
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(
@@ -315,7 +343,16 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
         )
     df = _load_table(path, "manifest")
     df.columns = [str(c).strip().lower() for c in df.columns]
-    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    missing = [c for c in (*MANIFEST_COLUMNS, prompt) if c and c not in df.columns]
+    if prompt is not None and "text" in missing:
+        missing.remove("text")
+    if prompt is not None and prompt in missing:
+        levels = [c for c in df.columns if c in PROMPT_LEVELS]
+        raise DataError(
+            f"{path}: dataset.prompt={prompt}, but the manifest has no column {prompt} (its "
+            f"prompt levels: {', '.join(levels) or 'none'}); pick one of those or write the "
+            "manifest with `tmc-data prepare medvlsm`"
+        )
     if missing:
         raise DataError(
             f"{path}: manifest lacks column(s) {missing}; found {list(df.columns)}. "
@@ -325,11 +362,22 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
     for row, rec in enumerate(df.to_dict("records"), start=2):
         if str(rec["split"]).strip().lower() != split:
             continue
-        text = rec["text"]
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(
-                f"{path} row {row}: empty text for {rec['image']}; write its description"
-            )
+        alternatives: tuple[str, ...] = ()
+        if prompt is None:
+            text = rec["text"]
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(
+                    f"{path} row {row}: empty text for {rec['image']}; write its description"
+                )
+        else:
+            options = prompt_cell(rec[prompt])
+            if prompt != "p0" and not all(options):
+                raise DataError(
+                    f"{path} row {row}: empty {prompt} prompt for {rec['image']}; write it, "
+                    "or pick another level (dataset.prompt); only p0 is empty by design"
+                )
+            text = options[0]
+            alternatives = tuple(options) if len(options) > 1 else ()
         files = {}
         for key in ("image", "mask"):
             p = path.parent / str(rec[key]).strip()
@@ -344,7 +392,9 @@ def read_manifest(path: str | Path, split: str) -> list[Sample]:
                     "manifest's folder) or delete the row"
                 )
             files[key] = p
-        samples.append(Sample(image=files["image"], mask=files["mask"], text=text.strip()))
+        samples.append(
+            Sample(files["image"], files["mask"], text.strip(), alternatives=alternatives)
+        )
     _warn_stem_matches(list(folders.values()), path)
     if not samples:
         raise SplitAbsent(
