@@ -19,6 +19,7 @@ from tmc_lightning.data.datamodule import TextSegDataModule
 from tmc_lightning.evaluation.per_image import AUTOCAST, score_split
 from tmc_lightning.metrics import DEFAULT_RESOLUTION, check_resolution
 from tmc_lightning.training.allocator import keep_freed_memory
+from tmc_lightning.training.budget import Budget
 from tmc_lightning.training.callbacks import (
     FiniteCheck,
     NonFiniteError,
@@ -34,17 +35,20 @@ from tmc_lightning.training.factory import (
     section,
 )
 from tmc_lightning.training.interrupt import GracefulInterrupt
-from tmc_lightning.training.precision import choose_precision
+from tmc_lightning.training.precision import choose_for_run, choose_precision
 from tmc_lightning.training.tracking import finish_wandb, make_wandb_logger
 from tmc_lightning.utils import git_commit, model_report, run_dir_of, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.train")
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path, precision: str | None = None) -> L.Trainer:
+def make_trainer(
+    cfg: DictConfig, run_dir: Path, precision: str | None = None, budget: Budget | None = None
+) -> L.Trainer:
     """Callbacks and loggers from config; a resumed run logs to a fresh ``logs-resumeN`` folder.
 
-    ``precision`` is the resolved ``trainer.precision`` (``auto`` chosen by the hardware).
+    ``precision`` is the resolved ``trainer.precision`` (``auto`` chosen by the hardware);
+    ``budget`` (the module's too: ``module.budget``) ends the run and decides validation.
     """
     cb = cfg.callbacks
     ck = cb.checkpoint
@@ -74,6 +78,9 @@ def make_trainer(cfg: DictConfig, run_dir: Path, precision: str | None = None) -
     if precision is None:
         precision, _ = choose_precision(trainer_kwargs.get("precision", "32-true"), _accel(cfg))
     trainer_kwargs["precision"] = precision
+    if budget is not None:
+        callbacks.append(budget)
+        budget.trainer_kwargs(trainer_kwargs)
     return L.Trainer(
         default_root_dir=str(run_dir),
         callbacks=callbacks,
@@ -156,12 +163,15 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         report["gflops_per_image"],
     )
     requested = str(cfg.trainer.get("precision", "32-true"))
-    precision, why = choose_precision(requested, _accel(cfg))
+    choice = choose_for_run(cfg, module, dm)  # auto on a CPU: measured (precision.py)
+    precision, why = choice.used, choice.reason
     log.info("precision %s (trainer.precision=%s): %s", precision, requested, why)
-    trainer = make_trainer(cfg, run_dir, precision)
+    budget = Budget.from_config(cfg)  # None: the schedule runs per epoch (budget.py)
+    module.budget = budget
+    trainer = make_trainer(cfg, run_dir, precision, budget)
     results: dict[str, Any] = {
         "model": {"name": cfg.model.name, **report},
-        "precision": {"used": precision, "requested": requested, "reason": why},
+        "precision": {"requested": requested, **choice.record()},
         "allocator": allocator,
         "dataset": None,
         "git_commit": git_commit(),
@@ -173,11 +183,15 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     except NonFiniteError as err:  # recorded, then reported by the command line
         results.update(epochs_trained=trainer.current_epoch, failed=str(err))
+        if budget is not None:
+            results["budget"] = budget.record()
         results["wall_time_s"] = round(time.time() - start, 1)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "metrics.json", results)
         raise
     results["epochs_trained"] = trainer.current_epoch
+    if budget is not None:
+        results["budget"] = budget.record()
     stopper = next((c for c in trainer.callbacks if isinstance(c, GracefulInterrupt)), None)
     if stopper is not None and stopper.received:  # the signal came during the last validation
         stopper.stop(trainer)
