@@ -123,28 +123,30 @@ def test_a_time_budget_ends_the_schedule_at_the_budget(cache_dir, tmp_path):
 
 
 def test_a_resumed_run_continues_the_same_schedule(cache_dir, tmp_path):
-    cfg = tiny_cfg(cache_dir, "budget.time=12s", *TIME_BUDGET)
+    cfg = tiny_cfg(cache_dir, "budget.time=14s", *TIME_BUDGET)  # 6 steps per epoch
     mid = tmp_path / "mid.ckpt"
 
-    class KeepMid(L.Callback):  # last.ckpt as the validation at 50% (step 6) wrote it
+    class KeepMid(L.Callback):  # last.ckpt as the validation at 50% (step 7, mid-epoch) wrote it
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if trainer.global_step == 7:
+            if trainer.global_step == 8:
                 shutil.copy(tmp_path / "a" / "checkpoints" / "last.ckpt", mid)
 
     whole, _, tick_a = fit(cfg, tmp_path / "a", FakeClock(), extra=[KeepMid()])
-    assert whole.global_step == 12 and mid.is_file()
+    assert whole.global_step == 14 and mid.is_file()
     saved = torch.load(mid, weights_only=True)["callbacks"]["Budget"]
-    assert saved["time_used_s"] == 6.0  # the time used so far travels with the checkpoint
+    assert saved["time_used_s"] == 7.0  # the time used so far travels with the checkpoint
 
-    # A new process: its clock starts anywhere; the budget goes on from the 6 s already used.
+    # A new process: its clock starts anywhere; the budget goes on from the 7 s already used.
     resumed, budget, tick_b = fit(cfg, tmp_path / "b", FakeClock(1000.0), ckpt_path=str(mid))
-    assert resumed.global_step == 12 and budget.record()["time_used_s"] == 12
-    assert min(tick_b.lrs) == 6
+    assert resumed.global_step == 14 and budget.record()["time_used_s"] == 14
+    assert min(tick_b.lrs) == 7
     for step, lr in tick_b.lrs.items():
         assert lr == pytest.approx(tick_a.lrs[step]), step
-        assert lr == pytest.approx(expected_lr(step, 12)), step
+        assert lr == pytest.approx(expected_lr(step, 14)), step
     assert resumed.optimizers[0].param_groups[0]["lr"] == 0.0
-    assert [v["step"] for v in budget.record()["validations"]] == [6, 12]
+    assert [v["step"] for v in budget.record()["validations"]] == [7, 14]
+    a, b = whole.lightning_module.state_dict(), resumed.lightning_module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the same run, bitwise
 
 
 def test_a_step_budget_is_reproducible_and_recorded(cache_dir, tmp_path):
