@@ -12,7 +12,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from tmc_lightning.training.study import REPO, Study, main as run_study
+from tmc_lightning.training.study import REPO, Study
+from tmc_lightning.training.study import main as run_study
 
 
 def studies() -> dict[str, Path]:

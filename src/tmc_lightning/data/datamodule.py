@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tmc_lightning.data import synthetic
 from tmc_lightning.data.cache import cached_arrays
 from tmc_lightning.data.imageio import check_pair, load_image, load_mask
+from tmc_lightning.data.labels import MixedBatchSampler, check_fraction, hide_masks
 from tmc_lightning.data.layouts import (
     LAYOUTS,
     PROMPT_LEVELS,
@@ -82,6 +83,8 @@ class TextSegDataModule(L.LightningDataModule):
         convention: str = "unknown",
         generic_prompt: str | None = None,
         group_pattern: str | None = None,
+        label_fraction: float = 1.0,
+        label_seed: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= text_dropout < 1.0:
@@ -94,6 +97,11 @@ class TextSegDataModule(L.LightningDataModule):
             )
         if group_pattern is not None:
             check_group_pattern(group_pattern)
+        check_fraction(label_fraction)
+        # Unlabelled images per batch beside batch_size labelled ones: 0 trains on the labelled
+        # part alone; semi-supervised methods set it (training/factory.py, data/labels.py).
+        self.unlabelled_batch_size = 0
+        self.labelled_names: list[str] | None = None
         self.save_hyperparameters()
         self.tokenizer: Tokenizer | None = None
         self.samples: dict[str, list[Sample]] = {}
@@ -164,8 +172,11 @@ class TextSegDataModule(L.LightningDataModule):
         }
         self.build_tokenizer()
         for split, samples in todo.items():
-            self.samples[split] = samples
             images, masks = arrays[split]
+            labelled = None  # dataset.label_fraction < 1: the training masks kept (labels.py)
+            if split == "train" and hp.label_fraction < 1:
+                samples, images, masks, labelled = hide_masks(self, samples, images, masks)
+            self.samples[split] = samples
             texts = [s.text for s in samples]
             train = split == "train"
             swapped = None
@@ -185,6 +196,7 @@ class TextSegDataModule(L.LightningDataModule):
                 text_dropout=dropout,
                 empty_tokens=encode(self.tokenizer, [""], hp.max_words) if dropout else None,
             )
+            self.datasets[split].labelled = labelled
             if train:  # a prompt level with alternatives draws one per item per epoch
                 self.datasets[split] = with_prompt_choices(
                     self.datasets[split], samples, self.tokenizer, hp.max_words
@@ -211,7 +223,12 @@ class TextSegDataModule(L.LightningDataModule):
         # The trainer sets use_distributed_sampler=false (conf/trainer): these samplers shard.
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        if shuffle:
+        if shuffle and getattr(ds, "labelled", None) is not None:  # fewer masks: labels.py
+            bs = hp.batch_size + self.unlabelled_batch_size
+            sampler = MixedBatchSampler(
+                ds.labelled, hp.batch_size, self.unlabelled_batch_size, hp.seed, rank, world
+            )
+        elif shuffle:
             sampler = EpochShuffleSampler(len(ds), hp.seed, rank, world)
         else:
             sampler = ShardSampler(len(ds), rank, world) if world > 1 else None

@@ -38,6 +38,9 @@ class TripleDataset(Dataset):
         if text_dropout > 0 and empty_tokens is None:
             raise ValueError("text_dropout > 0 needs the empty prompt's tokens")
         self.text_dropout, self.empty = text_dropout, empty_tokens
+        # Training with fewer masks (data/labels.py): which items keep their mask. None: all,
+        # and items carry no "labelled" key. A hidden item skips the transform (its weak view).
+        self.labelled: np.ndarray | None = None
 
     def with_texts(
         self, texts: list[str], tokens: tuple[torch.Tensor, torch.Tensor]
@@ -58,19 +61,23 @@ class TripleDataset(Dataset):
         image, mask = np.array(self.images[i]), np.array(self.masks[i])  # copies off the memmap
         ids, attn = self.tokens[0][i], self.tokens[1][i]
         text = self.texts[i]
+        flipped = False
+        hidden = self.labelled is not None and not self.labelled[i]
         if self.hflip_p > 0 and self.swapped is not None and rng.random() < self.hflip_p:
             # Flipping swaps the patient's sides on the image, so the text must swap them too.
             image, mask = image[:, ::-1], mask[:, ::-1]
             ids, attn = self.swapped[0][i], self.swapped[1][i]
             text = synthetic.swap_laterality(text)
+            flipped = True
         if self.transform is not None:
             self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
+        if self.transform is not None and not hidden:
             out = self.transform(image=np.ascontiguousarray(image), mask=np.ascontiguousarray(mask))
             image, mask = out["image"], out["mask"]
         # Drawn last, and only when on: the augmentation of every item stays what it was.
         if self.text_dropout > 0 and rng.random() < self.text_dropout:
             ids, attn, text = self.empty[0][0], self.empty[1][0], ""
-        return {
+        item = {
             "image": image_to_tensor(image),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None].float(),
             "input_ids": ids,
@@ -78,3 +85,8 @@ class TripleDataset(Dataset):
             "text": text,
             "name": self.samples[i].name,
         }
+        if self.labelled is not None:
+            if hidden:
+                item["mask"] = torch.zeros_like(item["mask"])
+            item.update(labelled=not hidden, index=i, flipped=flipped)
+        return item
