@@ -6,13 +6,12 @@ import torch
 
 from tmc_lightning.data.labels import MixedBatchSampler, labelled_flags
 from tmc_lightning.errors import ConfigError
-from tmc_lightning.training.semi import (
-    SemiConfig,
+from tmc_lightning.training.semi import SemiConfig, make_semi
+from tmc_lightning.training.semi_ops import (
     build_references,
     ema_update,
     epi_update,
     lv_loss,
-    make_semi,
     rampup,
     strong_view,
     warp,

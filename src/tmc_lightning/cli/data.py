@@ -8,20 +8,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from tmc_lightning.cli.common import one_line_errors
+from tmc_lightning.cli.common import dispatch, one_line_errors
 from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.data.describe import DescribeOptions
 from tmc_lightning.data.describe_io import write_descriptions
 from tmc_lightning.data.inspect import report
-from tmc_lightning.data.prepare import (
-    PrepareError,
-    plan_medvlsm,
-    plan_mosmed,
-    plan_qata,
-    raise_if_problems,
-    write_lvit,
-    write_manifest,
-)
+from tmc_lightning.data.prepare import PrepareError, plan_medvlsm, plan_mosmed, plan_qata
+from tmc_lightning.data.prepare_write import raise_if_problems, write_lvit, write_manifest
 from tmc_lightning.errors import ConfigError, check_keys
 from tmc_lightning.utils import CONF_DIR
 
@@ -145,16 +138,16 @@ def prepare_main(cfg: DictConfig) -> None:
         print(f"check it: tmc-data check dataset={cfg.kind} dataset.root={out}")
 
 
+def prepare_cli() -> None:
+    """``tmc-data prepare <kind> key=value ...``: the kind becomes the ``kind=`` setting."""
+    if len(sys.argv) >= 2 and sys.argv[1] in PREPARE_KINDS:
+        sys.argv.append(f"kind={sys.argv.pop(1)}")
+    elif not (len(sys.argv) >= 2 and sys.argv[1] in ("-h", "--help")):
+        print(f"error: name what to prepare: {' | '.join(PREPARE_KINDS)}\n{USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    prepare_main()
+
+
 def cli() -> None:
     """``tmc-data check|describe|prepare [overrides]``."""
-    commands = {"check": main, "describe": describe_main, "prepare": prepare_main}
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print(USAGE, file=sys.stderr)
-        sys.exit(2)
-    name = sys.argv.pop(1)
-    if name == "prepare":  # tmc-data prepare <kind> key=value ...
-        if len(sys.argv) < 2 or sys.argv[1] not in PREPARE_KINDS:
-            print(USAGE, file=sys.stderr)
-            sys.exit(2)
-        sys.argv.append(f"kind={sys.argv.pop(1)}")
-    commands[name]()
+    dispatch({"check": main, "describe": describe_main, "prepare": prepare_cli}, USAGE)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader
 from tmc_lightning.data import synthetic
 from tmc_lightning.data.cache import cached_arrays
 from tmc_lightning.data.imageio import check_pair, load_image, load_mask
+from tmc_lightning.data.inspect import check_group_pattern
 from tmc_lightning.data.labels import MixedBatchSampler, check_fraction, hide_masks
 from tmc_lightning.data.layouts import (
     LAYOUTS,
@@ -46,17 +46,6 @@ SPLITS = ("train", "val", "test")
 # What "left" in a dataset's texts means: the image's left half (plain), the patient's left
 # shown on the image's right (radiographic), or not stated. tmc-data check measures it.
 CONVENTIONS = ("plain", "radiographic", "unknown")
-
-
-def check_group_pattern(pattern: str) -> None:
-    """``dataset.group_pattern`` must compile (tmc-data check groups file names by it)."""
-    try:
-        re.compile(pattern)
-    except re.error as err:
-        raise ConfigError(
-            f"dataset.group_pattern={pattern!r} is not a regular expression ({err}); e.g. "
-            r"'^(.+)_\d+$' (the name without its trailing _<slice>)"
-        ) from None
 
 
 class TextSegDataModule(L.LightningDataModule):
@@ -320,9 +309,7 @@ class SyntheticDataModule(TextSegDataModule):
 
     def resolve_root(self) -> Path:
         cache = (
-            Path(self.hparams.cache_dir).expanduser()
-            if self.hparams.cache_dir
-            else cache_root()
+            Path(self.hparams.cache_dir).expanduser() if self.hparams.cache_dir else cache_root()
         )
         return cache / f"synthetic-{self.config().fingerprint()}"
 

@@ -196,10 +196,8 @@ def measure_convention(shares: Iterable[tuple[str, float] | None]) -> dict[str, 
     }
 
 
-def convention_line(measured: dict[str, Any], configured: str | None) -> str:
-    """One line for tmc-data check: the measured convention and the configured one."""
-    if measured["convention"] == "unknown":
-        return "laterality convention: no text names one side only; nothing to measure"
+def side_figures(measured: dict[str, Any]) -> str:
+    """Where the masks of the one-sided texts lie, in words (the evidence for a convention)."""
     parts = []
     if measured["left_texts_in_image_left"] is not None:
         parts.append(
@@ -211,7 +209,14 @@ def convention_line(measured: dict[str, Any], configured: str | None) -> str:
             f"of {measured['n_right']} 'right'-only texts "
             f"{100 * measured['right_texts_in_image_right']:.0f}% in its right half"
         )
-    line = f"laterality convention (measured): {measured['convention']}: {', '.join(parts)}"
+    return ", ".join(parts)
+
+
+def convention_line(measured: dict[str, Any], configured: str | None) -> str:
+    """One line for tmc-data check: the measured convention and the configured one."""
+    if measured["convention"] == "unknown":
+        return "laterality convention: no text names one side only; nothing to measure"
+    line = f"laterality convention (measured): {measured['convention']}: {side_figures(measured)}"
     line += f"; dataset.convention={configured}"
     if configured not in (None, "unknown") and configured != measured["convention"]:
         line += f"  WARNING: the texts read as {measured['convention']}; set dataset.convention"

@@ -18,9 +18,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tmc_lightning.data.describe import convention_line, measure_convention, side_share
+from tmc_lightning.data.describe import (
+    convention_line,
+    measure_convention,
+    side_figures,
+    side_share,
+)
 from tmc_lightning.data.imageio import binarize_mask
 from tmc_lightning.data.layouts import DataError, Sample, SplitAbsent
+from tmc_lightning.errors import ConfigError
 
 REQUIRED = ("train", "val")
 
@@ -36,6 +42,17 @@ LATERALITY_MIN_SHARE = 0.70
 # "inconclusive" (QaTa: about half its names carry a sub-S* subject, the other half none).
 LEAK_MIN_IMAGES = 10
 LEAK_MIN_SHARE = 0.10
+
+
+def check_group_pattern(pattern: str) -> None:
+    """``dataset.group_pattern`` must compile (tmc-data check groups file names by it)."""
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        raise ConfigError(
+            f"dataset.group_pattern={pattern!r} is not a regular expression ({err}); e.g. "
+            r"'^(.+)_\d+$' (the name without its trailing _<slice>)"
+        ) from None
 
 
 def _stats(values: list[float], fmt: str = "{:.1f}") -> str:
@@ -197,19 +214,8 @@ def laterality_line(measured: dict[str, Any], configured: str | None) -> str:
     judged = judge_convention(measured)
     if judged["convention"] != "inconclusive":
         return convention_line(judged, configured)
-    parts = []
-    if judged["left_texts_in_image_left"] is not None:
-        parts.append(
-            f"masks of {judged['n_left']} 'left'-only texts lie "
-            f"{100 * judged['left_texts_in_image_left']:.0f}% in the image's left half"
-        )
-    if judged["right_texts_in_image_right"] is not None:
-        parts.append(
-            f"of {judged['n_right']} 'right'-only texts "
-            f"{100 * judged['right_texts_in_image_right']:.0f}% in its right half"
-        )
     return (
-        f"laterality convention (measured): inconclusive: {', '.join(parts)}; naming one needs "
+        f"laterality convention (measured): inconclusive: {side_figures(judged)}; naming one needs "
         f">= {LATERALITY_MIN_TEXTS} one-sided texts with >= {100 * LATERALITY_MIN_SHARE:.0f}% "
         f"of their masks on one side (closest: {judged['leaning']}); "
         f"dataset.convention={configured}"

@@ -18,13 +18,11 @@ linked (or copied), never moved or modified.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import json
 import os
 import random
 import re
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,6 @@ from typing import Any
 from tmc_lightning.data.layouts import (
     IMAGE_SUFFIXES,
     PROMPT_LEVELS,
-    SPLIT_FOLDERS,
     DataError,
     _read_sheet,
 )
@@ -403,103 +400,3 @@ def plan_medvlsm(
                 records.append({"segment_id": str(rec.get("segment_id", "")), "levels": levels})
     _extras(plan, img_index, mask_index)
     return plan, records
-
-
-# -- writing -------------------------------------------------------------------------------------
-def raise_if_problems(plan: Plan, what: str) -> None:
-    if plan.problems:
-        kinds = Counter(p.split(":", 1)[0] for p in plan.problems)
-        head = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        raise PrepareError(
-            f"{what}: {len(plan.problems)} problem(s) ({head}); nothing was written:\n  "
-            + "\n  ".join(plan.problems)
-        )
-
-
-def check_out(out: Path) -> None:
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        raise PrepareError(
-            f"out={out} exists and is not an empty folder; name a new folder (prepare never "
-            "writes over anything)"
-        )
-
-
-def _place(src: Path, dst: Path, copy: bool) -> None:
-    if copy:
-        shutil.copy2(src, dst)
-    else:
-        os.symlink(src.resolve(), dst)
-
-
-def _finish(tmp: Path, out: Path) -> None:
-    if out.is_dir():  # an empty folder the user made for it
-        out.rmdir()
-    os.replace(tmp, out)
-
-
-def write_lvit(plan: Plan, out: Path, copy: bool, record: dict[str, Any]) -> Path:
-    """The LViT layout: ``{Train,Val,Test}_Folder/{img,labelcol}`` + ``<Split>_text.csv``."""
-    out = out.expanduser().absolute()
-    check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        for split in SPLITS:
-            items = [i for i in plan.items if i.split == split]
-            if not items:
-                continue
-            folder = tmp / f"{SPLIT_FOLDERS[split]}_Folder"
-            (folder / "img").mkdir(parents=True)
-            (folder / "labelcol").mkdir()
-            with open(folder / f"{SPLIT_FOLDERS[split]}_text.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["Image", "Description"])
-                for i in items:
-                    _place(i.image, folder / "img" / i.image.name, copy)
-                    _place(i.mask, folder / "labelcol" / i.mask.name, copy)
-                    w.writerow([i.mask.name, i.text])
-        record = {**record, "counts": plan.counts(), "notes": plan.notes}
-        (tmp / "prepared.json").write_text(json.dumps(record, indent=2) + "\n")
-        _finish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def write_manifest(
-    plan: Plan, records: list[dict[str, Any]], out: Path, record: dict[str, Any]
-) -> Path:
-    """A manifest CSV (image, mask, text, split, segment_id, p0 .. p9), paths relative to it."""
-    out = out.expanduser().absolute()
-    if out.exists():
-        raise PrepareError(f"out={out} exists; name a new manifest file (never overwritten)")
-    if out.suffix.lower() != ".csv":
-        raise PrepareError(f"out={out}: name a .csv manifest, e.g. out=kvasir/manifest.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    levels = [lv for lv in PROMPT_LEVELS if any(lv in r["levels"] for r in records)]
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["image", "mask", "text", "split", "segment_id", *levels])
-            for item, rec in zip(plan.items, records, strict=True):
-                w.writerow(
-                    [
-                        os.path.relpath(item.image.absolute(), out.parent),
-                        os.path.relpath(item.mask.absolute(), out.parent),
-                        item.text,
-                        item.split,
-                        rec["segment_id"],
-                        *(rec["levels"].get(lv, "") for lv in levels),
-                    ]
-                )
-        side = out.with_suffix(".prepared.json")
-        side.write_text(json.dumps({**record, "counts": plan.counts()}, indent=2) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
