@@ -43,6 +43,15 @@ def sigmoid_alignment_loss(feats: AlignFeatures, same_text: torch.Tensor) -> tor
     return -F.logsigmoid(y * logits).sum() / z_v.shape[0]
 
 
+def alignment_on(model_align: bool | None, align_weight: float) -> bool:
+    """Whether a run has alignment heads: the model asks for them and their loss has a weight.
+
+    The one place this is decided (docs/design.md §3): ``model.align=false`` (the ablation's "no
+    alignment") and ``loss.align_weight=0`` both mean no heads, so none sits untrained.
+    """
+    return model_align is not False and align_weight > 0
+
+
 def multi_stage_alignment_loss(
     stages: list[AlignFeatures], same_text: torch.Tensor
 ) -> torch.Tensor:

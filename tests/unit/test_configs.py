@@ -75,3 +75,27 @@ def test_sweep_and_run_folders(tmp_path):
     resumed = _hydra_dirs([f"ckpt_path={last}"])
     assert resumed["run.dir"] == str(tmp_path / "run")
     assert resumed["output_subdir"].startswith(".hydra-resume-")
+
+
+def test_the_training_sections_defaults_agree_with_conf():
+    """Each default is written once (training/settings.py); conf/train.yaml repeats it."""
+    import dataclasses
+
+    from tmc_lightning.training.module import SegmentationModule
+    from tmc_lightning.training.settings import LossConfig, OptimConfig, PerfConfig
+
+    cfg = compose_cfg([])
+    for key, schema in (("optim", OptimConfig), ("perf", PerfConfig)):
+        for field in dataclasses.fields(schema):
+            written = OmegaConf.select(cfg, f"{key}.{field.name}")
+            if key == "optim" and field.name == "lr":  # the dataset's recipe sets it
+                continue
+            assert written == field.default, (
+                f"{key}.{field.name}: conf {written} != {field.default}"
+            )
+    init = SegmentationModule.__init__.__defaults__
+    names = SegmentationModule.__init__.__code__.co_varnames[1 : 1 + len(init)]
+    defaults = dict(zip(names, init, strict=True))
+    assert defaults["warmup_epochs"] == OptimConfig.warmup_epochs
+    assert defaults["min_lr_ratio"] == OptimConfig.min_lr_ratio
+    assert defaults["align_weight"] == LossConfig.align_weight

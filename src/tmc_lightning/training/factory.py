@@ -25,32 +25,7 @@ from tmc_lightning.models import model_class
 from tmc_lightning.training.budget import budget_config
 from tmc_lightning.training.module import SegmentationModule
 from tmc_lightning.training.semi import attach, configure_datamodule, semi_config
-
-
-@dataclasses.dataclass
-class OptimConfig:
-    name: str = "adamw"  # adam | adamw
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"  # cosine | linear | none (training/schedule.py)
-    warmup_epochs: int = 1
-    min_lr_ratio: float = 0.01
-    encoder_lr_ratio: float = 1.0  # pretrained encoders' learning rate / lr (e.g. 0.1)
-
-
-@dataclasses.dataclass
-class LossConfig:
-    dice_weight: float = 0.0  # soft Dice beside BCE (0 = BCE only, the paper's)
-    align_weight: float = 0.1  # lambda of the multi-stage alignment loss (0 = off)
-
-
-@dataclasses.dataclass
-class PerfConfig:
-    channels_last: Any = "auto"  # true | false | auto
-    compile: bool = False
-    sdpa: bool = True
-    keep_freed_memory: bool = True  # glibc malloc reuses freed memory (allocator.py)
-    bf16_min_speedup: float = 1.15  # precision=auto on a CPU: bf16 only this much faster
+from tmc_lightning.training.settings import LossConfig, OptimConfig, PerfConfig
 
 
 def section(cfg: DictConfig, key: str, schema: type) -> Any:
@@ -109,7 +84,7 @@ def model_kwargs(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     }
     pretrained = values.pop("pretrained", None)
     freeze = {"text": values.pop("freeze_text", None), "vision": values.pop("freeze_vision", None)}
-    values.pop("align", None)  # decided by loss weight (see loss_weights)
+    align = values.pop("align", None)  # with the loss weight: losses.alignment_on
     sample = next(iter(model_class(name).presets.values()), None)
     for key in ("text", "vision"):
         if not hasattr(sample, key):
@@ -122,17 +97,11 @@ def model_kwargs(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
             settings["freeze"] = freeze[key]
         if settings:
             values[key] = settings
+    if align is not None and hasattr(sample, "align"):
+        values["align"] = align
     if pretrained is not None and hasattr(sample, "pretrained"):
         values["pretrained"] = pretrained  # e.g. TransUNet's own ResNet switch
     return name, values
-
-
-def loss_weights(cfg: DictConfig) -> LossConfig:
-    """``loss.*``, with ``model.align=false`` meaning lambda = 0 (no alignment heads)."""
-    loss = section(cfg, "loss", LossConfig)
-    if OmegaConf.select(cfg, "model.align", default=True) is False:
-        loss.align_weight = 0.0
-    return loss
 
 
 def tokenizer_for(cfg: DictConfig) -> str | None:
@@ -170,7 +139,7 @@ def make_module(cfg: DictConfig, dm: TextSegDataModule) -> SegmentationModule:
     name, kwargs = model_kwargs(cfg)
     if model_class(name).uses_text:
         kwargs["vocab_size"] = dm.vocab_size
-    optim, loss = section(cfg, "optim", OptimConfig), loss_weights(cfg)
+    optim, loss = section(cfg, "optim", OptimConfig), section(cfg, "loss", LossConfig)
     perf = section(cfg, "perf", PerfConfig)
     module = SegmentationModule(
         model_name=name,

@@ -8,12 +8,20 @@ from typing import Any
 import lightning as L
 import torch
 
-from tmc_lightning.losses import multi_stage_alignment_loss, same_text_matrix, task_loss
+from tmc_lightning.losses import (
+    alignment_on,
+    multi_stage_alignment_loss,
+    same_text_matrix,
+    task_loss,
+)
 from tmc_lightning.metrics import GlobalDiceIoU, PerImageDiceIoU
 from tmc_lightning.models import model_class
 from tmc_lightning.models.attention import attention_kernel
 from tmc_lightning.models.base import SegOutput
 from tmc_lightning.training.schedule import make_scheduler
+from tmc_lightning.training.settings import LossConfig, OptimConfig, PerfConfig
+
+OPTIM, LOSS, PERF = OptimConfig(), LossConfig(), PerfConfig()  # the defaults, written once
 
 
 class SegmentationModule(L.LightningModule):
@@ -28,20 +36,20 @@ class SegmentationModule(L.LightningModule):
         self,
         model_name: str = "tmc",
         model_kwargs: dict[str, Any] | None = None,
-        dice_weight: float = 0.0,
-        align_weight: float = 0.1,
-        optimizer: str = "adamw",
-        lr: float = 3e-4,
-        weight_decay: float = 1e-4,
-        scheduler: str = "cosine",
-        warmup_epochs: int = 0,
+        dice_weight: float = LOSS.dice_weight,
+        align_weight: float = LOSS.align_weight,
+        optimizer: str = OPTIM.name,
+        lr: float = OPTIM.lr,
+        weight_decay: float = OPTIM.weight_decay,
+        scheduler: str = OPTIM.scheduler,
+        warmup_epochs: int = OPTIM.warmup_epochs,
         max_epochs: int = 100,
-        min_lr_ratio: float = 0.01,
-        encoder_lr_ratio: float = 1.0,
+        min_lr_ratio: float = OPTIM.min_lr_ratio,
+        encoder_lr_ratio: float = OPTIM.encoder_lr_ratio,
         seed: int = 0,
         channels_last: bool = False,
-        compile: bool = False,
-        sdpa: bool = True,
+        compile: bool = PERF.compile,
+        sdpa: bool = PERF.sdpa,
     ) -> None:
         super().__init__()
         hparams = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -51,7 +59,7 @@ class SegmentationModule(L.LightningModule):
             # Alignment heads exist exactly when their loss has a weight, so none sits
             # untrained (docs/design.md §3). align=False (an ablation's "no alignment", or an
             # earlier version's checkpoint of one) means lambda = 0, and is recorded so.
-            on = align_weight > 0 and config.align
+            on = alignment_on(config.align, align_weight)
             config = dataclasses.replace(config, align=on)
             hparams["align_weight"] = align_weight if on else 0.0
         # sdpa=False writes every attention out as softmax(QK^T)V (a benchmark variant).

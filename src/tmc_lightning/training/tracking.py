@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tmc_lightning.losses import alignment_on
+
 # The switches that name a run, in this order, when the model config has them.
 SWITCHES = ("mcm", "align")
 
@@ -40,7 +42,7 @@ def run_name(cfg: DictConfig) -> str:
     """``<model>-<dataset>-mcm=..-align=..-seed=..``: ablation runs read apart at a glance."""
     parts = [str(cfg.model.name), str(cfg.dataset.name)]
     parts += [f"{k}={cfg.model[k]}" for k in SWITCHES if k in cfg.model]
-    if "align" in cfg.model and not cfg.loss.align_weight:
+    if "align" in cfg.model and not alignment_on(cfg.model.align, cfg.loss.align_weight):
         parts[-1] = "align=False"  # lambda = 0 turns the heads off whatever model.align says
     parts.append(f"seed={cfg.seed}")
     return "-".join(parts)
