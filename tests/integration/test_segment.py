@@ -24,7 +24,7 @@ def test_segment_matches_tmc_predict_and_explains(predictor, trained_tiny, tmp_p
     mask = np.asarray(Image.open(tmp_path / "synthetic_test3_mask.png")) > 0
     assert result.area == int(mask.sum()) and np.array_equal(result.mask, mask)
     assert f"mask area: {result.area} pixels" in result.area_text()
-    assert np.asarray(result.overlay).std() > 5 and result.heatmaps is not None  # TMC has MCM
+    assert np.asarray(result.overlay).std() > 5 and result.attention is not None  # TMC has MCM
     saved = result.save_mask(tmp_path / "m.png")
     assert Image.open(saved).size == Image.open(IMAGE).size
 
@@ -32,11 +32,13 @@ def test_segment_matches_tmc_predict_and_explains(predictor, trained_tiny, tmp_p
 def test_bad_uploads_get_one_readable_message(predictor, tmp_path):
     text_file = tmp_path / "notes.png"
     text_file.write_text("not an image")
-    with pytest.raises(DataError, match="not an image this demo can read"):
+    with pytest.raises(DataError, match="notes.png is not an image that can be read"):
         segment(predictor, text_file, TEXT)
     huge = tmp_path / "huge.png"
     Image.new("L", (MAX_SIDE + 1, 8)).save(huge)
-    with pytest.raises(DataError, match=f"at most {MAX_SIDE} pixels"):
+    with pytest.raises(
+        DataError, match=f"huge.png is {MAX_SIDE + 1} x 8 pixels; at most {MAX_SIDE} a side"
+    ):
         segment(predictor, huge, TEXT)
     with pytest.raises(DataError, match="no image"):
         segment(predictor, None, TEXT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +50,54 @@ def _open_header(path: Path) -> Image.Image:
         return Image.open(path)
     except (OSError, UnidentifiedImageError) as err:
         raise DataError(f"cannot read image {path}: {err}; replace or remove the file") from None
+
+
+# The most pixels a side that tmc-predict, tmc-explain and the demo decode. 8192^2 is below
+# Pillow's decompression-bomb threshold, so an image that passes never trips its guard.
+MAX_SIDE = 8192
+_GUARD = threading.Lock()  # Image.MAX_IMAGE_PIXELS is global: one header read lifts it at a time
+
+
+def header_size(
+    path: str | Path, max_side: int = MAX_SIDE, label: str | None = None
+) -> tuple[int, int]:
+    """(width, height) from the file's header, before any pixel is decoded; refuse a larger image.
+
+    Pillow's ``Image.open`` reads only the header, but its decompression-bomb guard raises there
+    for a very large image, which would hide its size: the guard is lifted for the header read
+    alone and the size is checked against ``max_side`` instead. A file that is not an image
+    keeps its own message; a truncated one opens here and fails when decoded. ``label`` names
+    the file in messages (default: its path).
+    """
+    path = Path(path)
+    name = label or str(path)
+    if not path.is_file():
+        raise DataError(f"image {name} does not exist; check the path")
+    with _GUARD, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        except UnidentifiedImageError:  # its own text repeats the path; say it once, plainly
+            reason = "Pillow recognises no image format in it"
+        except (OSError, SyntaxError, ValueError) as err:  # a header Pillow knows but cannot parse
+            reason = str(err) or type(err).__name__
+        else:
+            reason = None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    if reason is not None:
+        raise DataError(
+            f"{name} is not an image that can be read (PNG, JPEG, TIFF or BMP): {reason}; "
+            "replace it or save it again in one of those formats"
+        )
+    if max(width, height) > max_side:
+        raise DataError(
+            f"{name} is {width} x {height} pixels; at most {max_side} a side: "
+            "downscale it first (e.g. to 2048 pixels on the longer side)"
+        )
+    return width, height
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tmc_lightning.data.imageio import read_image
+from tmc_lightning.data.imageio import header_size, read_image
 from tmc_lightning.data.text import encodings
 from tmc_lightning.inference.checkpoint import CheckpointError
 from tmc_lightning.inference.predictor import Predictor
@@ -23,10 +23,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 @torch.no_grad()
-def attention_maps(
+def stage_attention(
     predictor: Predictor, gray: np.ndarray, text: str
-) -> tuple[list[str], list[np.ndarray]]:
-    """The prompt's words and, per stage, their maps (n_words, H, W) at the image's size."""
+) -> tuple[list[str], list[torch.Tensor]]:
+    """The prompt's words and, per stage, their maps (n_words, h, w) at the stage's own grid."""
     model = predictor.module.model
     if not getattr(model, "mcm", None):
         raise CheckpointError(
@@ -43,13 +43,20 @@ def attention_maps(
     if not keep:  # an empty prompt (a model trained with text dropout): the special tokens' maps
         keep = [i for i, a in enumerate(enc.attention_mask) if a]
     words = [enc.tokens[i] for i in keep]
-    maps = []
-    for att in out.attentions:  # (1, T, h, w)
-        a = F.interpolate(
-            att[:, keep].float(), size=gray.shape, mode="bilinear", align_corners=False
-        )
-        maps.append(a[0].cpu().numpy())
-    return words, maps
+    return words, [att[0, keep].float().cpu() for att in out.attentions]  # att: (1, T, h, w)
+
+
+def upsample(stage: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """One stage's maps (n, h, w) -> (n, *size), bilinear."""
+    return F.interpolate(stage[None], size=size, mode="bilinear", align_corners=False)[0].numpy()
+
+
+def attention_maps(
+    predictor: Predictor, gray: np.ndarray, text: str
+) -> tuple[list[str], list[np.ndarray]]:
+    """The prompt's words and, per stage, their maps (n_words, H, W) at the image's size."""
+    words, stages = stage_attention(predictor, gray, text)
+    return words, [upsample(stage, gray.shape) for stage in stages]
 
 
 def heatmap_figure(gray: np.ndarray, words: list[str], maps: list[np.ndarray], text: str):
@@ -74,6 +81,7 @@ def heatmap_figure(gray: np.ndarray, words: list[str], maps: list[np.ndarray], t
 
 def explain(ckpt_path: str, source: str, text: str, out: str, device: str = "cpu") -> Path:
     predictor = Predictor.from_checkpoint(ckpt_path, device)
+    header_size(source)  # a huge image is refused by its header, before it is decoded
     gray = read_image(Path(source))
     words, maps = attention_maps(predictor, gray, text)
     fig = heatmap_figure(gray, words, maps, text)

@@ -3,7 +3,9 @@
 ``input`` is one image, a folder of images (all with the same ``text``), or a CSV with columns
 ``image`` and ``text`` (paths relative to the CSV). Per image it writes ``<stem>_mask.png`` (0/255,
 original size), ``<stem>_overlay.png`` (fill, contour and the prompt) and, with ``prob=true``,
-``<stem>_prob.png`` (probability x 255). All inputs are checked before anything is written.
+``<stem>_prob.png`` (probability x 255). All inputs are checked before anything is written: each
+image's size is read from its header first (at most ``MAX_SIDE`` pixels a side, see
+:func:`tmc_lightning.data.imageio.header_size`), then every image is decoded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 from PIL import Image
 from rich.progress import track
 
-from tmc_lightning.data.imageio import read_image
+from tmc_lightning.data.imageio import header_size, read_image
 from tmc_lightning.data.layouts import DataError
 from tmc_lightning.inference.overlay import overlay
 from tmc_lightning.inference.predictor import Predictor
@@ -73,6 +75,8 @@ def predict(
     jobs = collect_jobs(source, text)
     for job in jobs:  # validate every prompt and image before writing anything
         predictor.check_text(job.text, str(job.image))
+    for job in jobs:  # every image's size from its header, before any is decoded
+        header_size(job.image)
     grays = {job.image: read_image(job.image) for job in jobs}
     out_dir = Path(out)
     names = [job.image.stem for job in jobs]
