@@ -14,6 +14,7 @@ the predictor (``tmc-predict``'s masks) and the scorer both call it.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
@@ -118,3 +119,45 @@ class GlobalDiceIoU(Metric):
             "dice_global": (2 * tp / denom).float(),
             "iou_global": (tp / (tp + fp + fn)).float(),
         }
+
+
+# -- confidence intervals: one bootstrap for tmc-eval and tmc-report ---------------------------
+BOOTSTRAP_RESAMPLES = 5000
+
+
+def bootstrap_indices(n: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(resamples, n) image indices drawn with replacement from a fixed seed."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over images (per-image Dice, a paired difference).
+
+    The one interval the suite reports: ``tmc-eval``'s per-image Dice and IoU and
+    ``tmc-report``'s paired differences both come from here, so the same per-image scores
+    give the same interval in both. Without spread (or one image) it is the mean itself.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2 or np.ptp(values) == 0:
+        return float(values.mean()), float(values.mean())
+    means = values[bootstrap_indices(len(values), resamples, seed)].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def bootstrap_global_dice_ci(
+    tp: np.ndarray,
+    pred: np.ndarray,
+    true: np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the global Dice, resampling images (their tp and areas)."""
+    idx = bootstrap_indices(len(tp), resamples, seed)
+    denom = pred[idx].sum(axis=1) + true[idx].sum(axis=1)
+    values = np.where(denom > 0, 2 * tp[idx].sum(axis=1) / np.maximum(denom, 1), 1.0)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))

@@ -173,3 +173,34 @@ def provenance(device: torch.device | None = None, argv: Sequence[str] | None = 
         "machine": machine,
         "machine_line": machine_line(machine),
     }
+
+
+# -- where and in what precision a model runs: decided once ------------------------------------
+def on_gpu(accelerator: str) -> bool:
+    """Whether ``trainer.accelerator`` / ``accelerator=`` means a GPU: gpu, cuda, or auto with one."""
+    a = str(accelerator)
+    return (
+        a in ("gpu", "cuda") or a.startswith("cuda:") or (a == "auto" and torch.cuda.is_available())
+    )
+
+
+def device_for(accelerator: str) -> torch.device:
+    """The torch device an ``accelerator`` setting names: cpu, gpu/cuda (cuda:N), or auto."""
+    a = str(accelerator)
+    if on_gpu(a):
+        return torch.device(a if a.startswith("cuda:") else "cuda")
+    if a not in ("cpu", "auto"):
+        raise ValueError(f"accelerator={a!r}: use cpu, gpu (or cuda, cuda:N) or auto")
+    return torch.device("cpu")
+
+
+# Lightning's precision names -> the autocast dtype (None: autocast off)
+AUTOCAST = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def autocast_for(device: torch.device, precision: str) -> torch.autocast:
+    """The autocast context Lightning's ``precision`` names (disabled for 32-true)."""
+    if precision not in AUTOCAST:
+        raise ValueError(f"precision={precision!r}: use one of {', '.join(AUTOCAST)}")
+    dtype = AUTOCAST[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)

@@ -95,7 +95,7 @@ def test_hd95_is_monais_symmetric_95th_percentile():
 
 
 def test_bootstrap_ci_brackets_the_mean_and_is_reproducible():
-    from tmc_lightning.evaluation.per_image import bootstrap_ci
+    from tmc_lightning.metrics import bootstrap_mean_ci as bootstrap_ci
 
     rng = np.random.default_rng(1)
     values = rng.uniform(0.5, 1.0, 200)
@@ -103,8 +103,21 @@ def test_bootstrap_ci_brackets_the_mean_and_is_reproducible():
     assert lo < values.mean() < hi and hi - lo < 0.1
     assert bootstrap_ci(values) == (lo, hi)  # seeded
     assert bootstrap_ci(np.full(5, 0.7)) == (0.7, 0.7)  # no spread: the mean itself
-    # The former hand-written percentile bootstrap (2000 resamples of default_rng(0)) gives
-    # the same interval: scipy draws the same resamples from the same generator.
+    # A percentile bootstrap of 5000 resamples drawn from default_rng(0), written out by hand.
     g = np.random.default_rng(0)
-    means = values[g.integers(0, len(values), size=(2000, len(values)))].mean(1)
+    means = values[g.integers(0, len(values), size=(5000, len(values)))].mean(1)
     assert (lo, hi) == pytest.approx((np.percentile(means, 2.5), np.percentile(means, 97.5)))
+
+
+def test_tmc_eval_and_tmc_report_give_the_same_interval_for_the_same_scores():
+    from tmc_lightning.evaluation import per_image, text_modes
+    from tmc_lightning.reporting import stats
+
+    rng = np.random.default_rng(2)
+    dice = rng.uniform(0.2, 1.0, 150)
+    rows = [{"dice": d, "tp": 10 * d, "pred_area": 10.0, "true_area": 10.0} for d in dice]
+    from_eval = text_modes.mode_summary(rows)["dice_ci95"]
+    # tmc-report's paired test: the CI of the mean difference against an all-zero run
+    from_report = stats.bootstrap_mean_ci(dice - np.zeros_like(dice))
+    assert from_eval == from_report
+    assert per_image.bootstrap_mean_ci is stats.bootstrap_mean_ci

@@ -7,7 +7,8 @@ import torch
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.errors import ConfigError
 from tmc_lightning.evaluation.evaluate import mode_dataset
-from tmc_lightning.evaluation.text_modes import derangement, global_dice_ci, parse_modes
+from tmc_lightning.evaluation.text_modes import derangement, parse_modes
+from tmc_lightning.metrics import bootstrap_global_dice_ci as global_dice_ci
 
 
 @pytest.mark.parametrize("n", [2, 3, 7, 500])

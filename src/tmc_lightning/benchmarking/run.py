@@ -22,6 +22,7 @@ from tmc_lightning.benchmarking.table import format_row, markdown
 from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.training.allocator import keep_freed_memory
 from tmc_lightning.utils import (
+    device_for,
     git_commit,
     machine_info,
     machine_line,
@@ -100,12 +101,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.warmup < 1 and any("compile" in v for v in args.variants):
         p.error("--variants compile needs --warmup >= 1 (the first call compiles)")
     return args
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def row_command(argv: list[str], model: str, preset: str, variant: str) -> str:
@@ -210,7 +205,7 @@ def run(
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision("high")  # as training does: TF32 on GPUs that have it
-    device = pick_device(args.device)
+    device = device_for(args.device)
     machine = machine_info(device)
     machine["allocator"] = (
         keep_freed_memory() if args.keep_freed_memory else "glibc defaults (--no-keep-freed-memory)"

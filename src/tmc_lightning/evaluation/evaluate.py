@@ -15,11 +15,11 @@ import torch
 from tmc_lightning.data.datamodule import TextSegDataModule
 from tmc_lightning.data.layouts import SplitAbsent
 from tmc_lightning.data.text import encode
-from tmc_lightning.evaluation.per_image import bootstrap_ci, score_split, write_artifacts
+from tmc_lightning.evaluation.per_image import score_split, write_artifacts
 from tmc_lightning.evaluation.text_modes import mode_summary, parse_modes, table, texts_for
 from tmc_lightning.inference.checkpoint import load_datamodule, load_module
 from tmc_lightning.metrics import DEFAULT_RESOLUTION, check_resolution
-from tmc_lightning.utils import run_dir_of, write_json_atomic, write_text_atomic
+from tmc_lightning.utils import device_for, run_dir_of, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("tmc_lightning.evaluate")
 
@@ -45,15 +45,6 @@ def present_splits(dm: TextSegDataModule, splits: list[str]) -> list[str]:
     if not present:
         raise errors[0]
     return present
-
-
-def pick_device(accelerator: str) -> torch.device:
-    """``accelerator``: cpu, gpu/cuda, or auto (CUDA when there is one)."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    if accelerator not in ("cpu", "auto"):
-        raise ValueError(f"accelerator={accelerator!r}: use cpu, gpu or auto")
-    return torch.device("cpu")
 
 
 def evaluate(
@@ -85,7 +76,7 @@ def evaluate(
     generic_prompt = generic_prompt or dm.hparams.get("generic_prompt")
     if "generic" in modes:
         texts_for("generic", [], generic_prompt)  # no prompt: the error before any scoring
-    device = pick_device(accelerator)
+    device = device_for(accelerator)
     module.to(device)
     results: dict[str, Any] = {
         "checkpoint": str(Path(ckpt_path).resolve()),
@@ -192,7 +183,7 @@ def score_modes(
 ) -> dict[str, dict[str, Any]]:
     """Each text mode's Dice on ``split``: the same images, only the prompts replaced."""
     dataset = dm.datasets[split]
-    out: dict[str, dict[str, Any]] = {"given": mode_summary(given_rows, bootstrap_ci)}
+    out: dict[str, dict[str, Any]] = {"given": mode_summary(given_rows)}
     for mode in modes[1:]:
         dm.datasets[split], info = mode_dataset(dm, dataset, mode, generic_prompt)
         try:
@@ -202,6 +193,6 @@ def score_modes(
             )
         finally:
             dm.datasets[split] = dataset
-        out[mode] = {**mode_summary(rows, bootstrap_ci), **info}
+        out[mode] = {**mode_summary(rows), **info}
         log.info("%s, text_mode=%s: Dice %.4f", split, mode, out[mode]["dice"])
     return out

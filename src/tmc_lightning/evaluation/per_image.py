@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from scipy.stats import bootstrap
 
 from tmc_lightning.data.imageio import read_image, read_mask
 from tmc_lightning.inference.overlay import overlay
@@ -18,9 +17,11 @@ from tmc_lightning.losses import task_loss
 from tmc_lightning.metrics import (
     GlobalDiceIoU,
     PerImageDiceIoU,
+    bootstrap_mean_ci,
     check_resolution,
     upsample_logits,
 )
+from tmc_lightning.utils import autocast_for
 
 
 def hd95(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -34,21 +35,6 @@ def hd95(pred: np.ndarray, gt: np.ndarray) -> float:
     with warnings.catch_warnings():  # MONAI 1.5 warns about its own internal argument
         warnings.simplefilter("ignore", FutureWarning)
         return float(compute_hausdorff_distance(p, g, percentile=95, directed=False)[0, 0])
-
-
-def bootstrap_ci(values: np.ndarray, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the mean (``scipy.stats.bootstrap``)."""
-    if len(values) < 2 or np.ptp(values) == 0:  # scipy's interval is undefined without spread
-        return float(np.mean(values)), float(np.mean(values))
-    res = bootstrap(
-        (np.asarray(values, dtype=np.float64),),
-        np.mean,
-        n_resamples=n,
-        confidence_level=0.95,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 @torch.no_grad()
@@ -159,17 +145,6 @@ def original_masks(
     return out
 
 
-AUTOCAST = {"32-true": None, "32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-def autocast_for(device: torch.device, precision: str) -> torch.autocast:
-    """The autocast context Lightning's ``precision`` names (disabled for 32-true)."""
-    if precision not in AUTOCAST:
-        raise ValueError(f"precision={precision!r}: use one of {', '.join(AUTOCAST)}")
-    dtype = AUTOCAST[precision]
-    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-
-
 # Ground-truth lesion coverage (share of the image's pixels) that splits the per-image Dice.
 COVERAGE_EDGES = (0.01, 0.05, 0.15)
 
@@ -232,9 +207,9 @@ def write_artifacts(
         "dice_by_lesion_size": dice_by_coverage(dice, coverage),
         "n": len(rows),
         "dice": float(dice.mean()),
-        "dice_ci95": bootstrap_ci(dice),
+        "dice_ci95": bootstrap_mean_ci(dice),
         "iou": float(iou.mean()),
-        "iou_ci95": bootstrap_ci(iou),
+        "iou_ci95": bootstrap_mean_ci(iou),
         "hd95_median": float(np.nanmedian(hd)) if np.isfinite(hd).any() else None,
         "hd95_defined_for": int(np.isfinite(hd).sum()),
     }

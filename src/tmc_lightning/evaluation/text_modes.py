@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from tmc_lightning.errors import ConfigError
+from tmc_lightning.metrics import bootstrap_global_dice_ci, bootstrap_mean_ci
 
 TEXT_MODES = ("given", "empty", "shuffled", "generic")
 SHUFFLE_SEED = 0
@@ -72,18 +73,7 @@ def global_dice(tp: np.ndarray, pred: np.ndarray, true: np.ndarray) -> float:
     return float(2 * tp.sum() / denom) if denom else 1.0
 
 
-def global_dice_ci(
-    tp: np.ndarray, pred: np.ndarray, true: np.ndarray, n: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of the global Dice, resampling images."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(tp), size=(n, len(tp)))
-    denom = pred[idx].sum(axis=1) + true[idx].sum(axis=1)
-    values = np.where(denom > 0, 2 * tp[idx].sum(axis=1) / np.maximum(denom, 1), 1.0)
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
-
-
-def mode_summary(rows: list[dict[str, Any]], bootstrap_ci) -> dict[str, Any]:
+def mode_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-image and global Dice with 95% CIs from one mode's per-image rows."""
     dice = np.array([r["dice"] for r in rows], dtype=np.float64)
     tp = np.array([r["tp"] for r in rows], dtype=np.float64)
@@ -91,9 +81,9 @@ def mode_summary(rows: list[dict[str, Any]], bootstrap_ci) -> dict[str, Any]:
     true = np.array([r["true_area"] for r in rows], dtype=np.float64)
     return {
         "dice": float(dice.mean()),
-        "dice_ci95": bootstrap_ci(dice),
+        "dice_ci95": bootstrap_mean_ci(dice),
         "dice_global": global_dice(tp, pred, true),
-        "dice_global_ci95": global_dice_ci(tp, pred, true),
+        "dice_global_ci95": bootstrap_global_dice_ci(tp, pred, true),
         "n": len(rows),
     }
 

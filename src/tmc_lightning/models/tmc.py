@@ -113,7 +113,8 @@ class TMC(SegmentationNet):
         for i in range(4):
             v = self.vision.stage(i, v)
             words = self.text.stage(i, words, word_bias)
-            if self.align_heads is not None:  # taken before cross-attention (docs/design.md §2.2, step 2)
+            # alignment features are taken before the cross-attention (design.md §2.2, step 2)
+            if self.align_heads is not None:
                 sentence = self.text.sentence_token(words, attention_mask)  # [CLS] / CLIP's EOT
                 out.align.append(self.align_heads[i](v.mean((1, 2)), sentence))
             if self.mcm is not None:

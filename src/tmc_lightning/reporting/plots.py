@@ -113,4 +113,3 @@ def plot_curves(groups: list[Group], path: Path) -> int:
         ax.legend(fontsize=7)
     fig.savefig(path, dpi=120)
     return drawn
-

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
+from tmc_lightning.metrics import bootstrap_mean_ci
 from tmc_lightning.reporting.runs import (
     DATASET_ALIASES,
     PAPER_QATA_ABLATION,
@@ -76,17 +77,6 @@ def paired_test(a: Group, b: Group) -> dict[str, Any]:
     return out
 
 
-def bootstrap_mean_ci(
-    values: np.ndarray, n_resamples: int = 5000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (resampling images, a fixed seed)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_resamples, len(values)))
-    means = values[idx].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
 def pick(groups: list[Group], ref: str) -> Group:
     """A configuration by id (C2 or 2), exact label, or a unique piece of its label."""
     ref_id = ref.upper() if ref.upper().startswith("C") else f"C{ref}"
@@ -97,4 +87,3 @@ def pick(groups: list[Group], ref: str) -> Group:
         found = "matches several" if hits else "matches none"
         raise ReportError(f"--compare {ref!r} {found} of the configurations ({listing})")
     return hits[0]
-

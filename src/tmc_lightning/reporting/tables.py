@@ -209,4 +209,3 @@ def read_timing(folder: Path) -> dict[str, Any]:
 
 def rel_path(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path != root else "."
-

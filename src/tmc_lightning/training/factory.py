@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from tmc_lightning.data.datamodule import (
@@ -26,6 +25,7 @@ from tmc_lightning.training.budget import budget_config
 from tmc_lightning.training.module import SegmentationModule
 from tmc_lightning.training.semi import attach, configure_datamodule, semi_config
 from tmc_lightning.training.settings import LossConfig, OptimConfig, PerfConfig
+from tmc_lightning.utils import on_gpu
 
 
 def section(cfg: DictConfig, key: str, schema: type) -> Any:
@@ -175,5 +175,4 @@ def use_channels_last(cfg: DictConfig) -> bool:
     if str(value).lower() != "auto":
         return bool(value)
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return gpu or OmegaConf.select(cfg, "model.preset", default="small") != "paper"
+    return on_gpu(accelerator) or OmegaConf.select(cfg, "model.preset", default="small") != "paper"

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from tmc_lightning.errors import ConfigError
-from tmc_lightning.utils import cpu_model, write_json_atomic
+from tmc_lightning.utils import autocast_for, cpu_model, on_gpu, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.train")
 
@@ -69,8 +69,7 @@ def choose_precision(requested: str, accelerator: str) -> tuple[str, str]:
     requested = str(requested)
     if requested != AUTO:
         return requested, "set explicitly (trainer.precision)"
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
+    if on_gpu(accelerator):
         if not torch.cuda.is_available():
             return "32-true", "no CUDA device visible"
         name = torch.cuda.get_device_name(0)
@@ -261,7 +260,7 @@ class StepProbe:
     def __call__(self, precision: str) -> float:
         m, batch = self.module, self.batch
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == BF16):
+        with autocast_for(torch.device("cpu"), precision):
             loss = m._step(batch)[0]
         loss.backward()
         self._opt.step()
@@ -300,8 +299,7 @@ def choose_for_run(cfg: Any, module: Any, dm: Any) -> PrecisionChoice:
     requested = str(cfg.trainer.get("precision", "32-true"))
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     used, reason = choose_precision(requested, accelerator)
-    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
-    if requested != AUTO or not on_cpu or used != BF16:
+    if requested != AUTO or on_gpu(accelerator) or used != BF16:
         return PrecisionChoice(used, reason)
     perf = cfg.get("perf") or {}
     devices, nodes = cfg.trainer.get("devices", 1), cfg.trainer.get("num_nodes", 1)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from tmc_lightning.data.datamodule import TextSegDataModule
-from tmc_lightning.evaluation.per_image import AUTOCAST, score_split
+from tmc_lightning.evaluation.per_image import score_split
 from tmc_lightning.metrics import DEFAULT_RESOLUTION, check_resolution
 from tmc_lightning.training.allocator import keep_freed_memory
 from tmc_lightning.training.budget import Budget
@@ -32,7 +32,7 @@ from tmc_lightning.training.interrupt import GracefulInterrupt
 from tmc_lightning.training.precision import choose_for_run, choose_precision
 from tmc_lightning.training.settings import PerfConfig
 from tmc_lightning.training.tracking import finish_wandb, make_wandb_logger
-from tmc_lightning.utils import git_commit, model_report, run_dir_of, write_json_atomic
+from tmc_lightning.utils import AUTOCAST, git_commit, model_report, run_dir_of, write_json_atomic
 
 log = logging.getLogger("tmc_lightning.train")
 
