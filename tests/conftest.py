@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,30 +13,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
 
+from tests.helpers.config import tiny_cfg  # noqa: E402
 from tmc_lightning import weights  # noqa: E402
-from tmc_lightning.utils import CONF_DIR  # noqa: E402
 
 # Fetched pretrained weights stay where `make weights` put them, though tests move the cache.
 os.environ.setdefault("TMC_WEIGHTS_DIR", str(weights.cache_root()))
-
-SHARED_QATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "QaTa-COV19"
-
-# A tiny synthetic set and the tiny model preset: every code path, seconds per epoch.
-TINY = [
-    "dataset.preset=tiny",
-    "dataset.image_size=64",
-    "dataset.n_train=48",
-    "dataset.n_val=16",
-    "dataset.n_test=16",
-    "dataset.batch_size=8",
-    "dataset.eval_batch_size=16",
-    "callbacks.rich_progress=false",
-    "trainer.enable_model_summary=false",
-    "trainer.precision=32-true",  # the same numbers on every CI machine (auto is tested alone)
-]
 
 
 @pytest.fixture(scope="session")
@@ -44,25 +28,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def compose_cfg(
-    overrides: list[str], config_name: str = "train", return_hydra: bool = False
-) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(
-            config_name=config_name, overrides=overrides, return_hydra_config=return_hydra
-        )
-
-
-def tiny_cfg(cache_dir: Path, *extra: str) -> DictConfig:
-    return compose_cfg([*TINY, f"dataset.cache_dir={cache_dir}", *extra])
-
-
 @pytest.fixture(scope="session")
 def trained_tiny(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """TMC tiny trained for a few epochs on the tiny synthetic set (shared by several tests)."""
+    """TMC tiny trained for a few epochs on the tiny synthetic set (shared by several tests).
+
+    Trained once per test session: under pytest-xdist the workers share the session's base
+    folder, and the first to take the lock trains while the others wait and read its results.
+    """
+    from filelock import FileLock
+
     from tmc_lightning.training.run import run
 
-    run_dir = tmp_path_factory.mktemp("trained_tiny")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # .../pytest-N/popen-gwK: share .../pytest-N
+        shared = shared.parent
+    run_dir = shared / "trained_tiny"
     # The tiny preset at this budget (120 steps) fails to learn for many seeds (test Dice
     # stuck at 0.06 for 3 of 7-8 seeds, measured 2026-12-01 with and without per-part
     # seeding; 42 learned only weakly after it). The tests need a model that learned and
@@ -75,5 +55,11 @@ def trained_tiny(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         "dataset.lr=2e-3",
         "dataset.augment=false",
     )
-    results = run(cfg, run_dir)
+    with FileLock(str(shared / "trained_tiny.lock")):
+        done = run_dir / "metrics.json"
+        if done.is_file() and "best_checkpoint" in (results := json.loads(done.read_text())):
+            return {"run_dir": run_dir, "results": results, "cfg": cfg}
+        shutil.rmtree(run_dir, ignore_errors=True)  # a worker that died half-way
+        run_dir.mkdir()
+        results = run(cfg, run_dir)
     return {"run_dir": run_dir, "results": results, "cfg": cfg}

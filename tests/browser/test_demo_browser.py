@@ -30,9 +30,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import SHARED_QATA
-from tests.unit.test_demo_examples import VAL_TEXTS, make_lvit_dataset
-from tests.unit.test_image_header import write_huge_png
+from tests.helpers.config import SHARED_QATA
+from tests.helpers.images import write_huge_png
+from tests.helpers.layouts import VAL_TEXTS, make_lvit_dataset
 from tmc_lightning.data.datamodule import RECIPE_KEYS, datamodule_keys
 from tmc_lightning.inference.predict import predict
 from tmc_lightning.inference.predictor import Predictor

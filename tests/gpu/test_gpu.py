@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import tiny_cfg
+from tests.helpers.config import tiny_cfg
 from tmc_lightning.training.run import run
 
 pytestmark = [

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from tests.conftest import compose_cfg
+from tests.helpers.config import compose_cfg
 from tmc_lightning.data.datamodule import ManifestDataModule
 from tmc_lightning.data.imageio import read_image
 from tmc_lightning.errors import ConfigError

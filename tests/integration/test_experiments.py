@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import TINY, compose_cfg
+from tests.helpers.config import TINY, compose_cfg
 from tmc_lightning.cli.report import main as report_main
 from tmc_lightning.evaluation.evaluate import evaluate
 from tmc_lightning.training.tracking import read_offline_run, run_name

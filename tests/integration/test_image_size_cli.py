@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_image_header import write_huge_png
+from tests.helpers.images import write_huge_png
 from tmc_lightning.data.imageio import MAX_SIDE
 
 CKPT = Path(__file__).resolve().parents[1] / "fixtures" / "tmc_tiny_premove.ckpt"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_cfg
+from tests.helpers.config import tiny_cfg
 from tmc_lightning.export import onnx as onnx_export
 from tmc_lightning.export.onnx import ExportError, export_onnx
 from tmc_lightning.models import list_models

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.conftest import compose_cfg
+from tests.helpers.config import compose_cfg
 from tmc_lightning.cli.data import prepare
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.inspect import measure_leakage, report

@@ -12,7 +12,7 @@ import pytest
 import timm
 import torch
 
-from tests.conftest import tiny_cfg
+from tests.helpers.config import tiny_cfg
 from tmc_lightning import weights
 from tmc_lightning.models.configs import TextConfig
 from tmc_lightning.models.encoders import StagedTextEncoder

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import SHARED_QATA
+from tests.helpers.config import SHARED_QATA
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.layouts import read_lvit
 
@@ -22,7 +22,7 @@ def test_real_qata_indexes_every_triple_with_text():
 
 
 def test_a_few_training_steps_on_real_images(tmp_path, cache_dir):
-    from tests.conftest import compose_cfg
+    from tests.helpers.config import compose_cfg
     from tmc_lightning.training.run import run
 
     cfg = compose_cfg(

@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.conftest import tiny_cfg
+from tests.helpers.config import tiny_cfg
 from tmc_lightning.data.labels import LABELLED_LIST
 from tmc_lightning.data.samplers import EpochShuffleSampler
 from tmc_lightning.training import run as run_module

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import tiny_cfg
+from tests.helpers.config import tiny_cfg
 from tmc_lightning.data.layouts import DataError
 from tmc_lightning.evaluation.evaluate import evaluate
 from tmc_lightning.inference.predict import predict

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY, compose_cfg, tiny_cfg
+from tests.helpers.config import TINY, compose_cfg, tiny_cfg
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.evaluation.evaluate import evaluate
 from tmc_lightning.inference.checkpoint import CheckpointError, load_module, read_checkpoint
@@ -213,7 +213,7 @@ def test_last_checkpoint_is_the_last_epoch_even_when_it_is_not_the_best(cache_di
 
 
 def test_bad_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, cache_dir):
-    from tests.unit.test_layouts import make_lvit
+    from tests.helpers.layouts import make_lvit
 
     root = make_lvit(tmp_path / "qata")
     (root / "Val_Folder" / "img" / "val1.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
@@ -250,7 +250,7 @@ def test_bad_data_fails_with_one_line_and_leaves_no_run_folder(tmp_path, cache_d
 def test_eval_scores_the_splits_the_data_has(cache_dir, tmp_path):
     """Like QaTa's public release: train and val only. tmc-eval's default splits=[val, test]
     then scores val (test is skipped with a warning); asking for test alone is an error."""
-    from tests.unit.test_layouts import make_lvit
+    from tests.helpers.layouts import make_lvit
     from tmc_lightning.data.layouts import DataError
 
     root = make_lvit(tmp_path / "qata", n=4)

@@ -8,11 +8,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.helpers.models import SIZE, WORDS, bench_module
 from tmc_lightning.benchmarking.measure import bench_model_kwargs, parse_variant, synthetic_batch
 from tmc_lightning.cli.bench import main as bench_main
 from tmc_lightning.training.module import SegmentationModule
-
-SIZE, WORDS = 64, 24
 
 
 def test_bench_runs_on_tiny_and_writes_json(tmp_path: Path, cache_dir: Path) -> None:
@@ -63,17 +62,6 @@ def test_bench_rejects_unknown_variant() -> None:
     assert parse_variant("bf16+channels_last") == {"bf16", "channels_last"}
 
 
-def _module(**perf: bool) -> SegmentationModule:
-    torch.manual_seed(0)
-    return SegmentationModule(
-        model_name="tmc",
-        model_kwargs=bench_model_kwargs("tmc", "tiny", SIZE, WORDS),
-        dice_weight=0.5,
-        align_weight=0.1,
-        **perf,
-    )
-
-
 def test_channels_last_and_eager_compile_switch_keep_the_loss() -> None:
     batch = synthetic_batch(3, SIZE, WORDS, vocab=1000, device=torch.device("cpu"))
     losses = {}
@@ -82,24 +70,24 @@ def test_channels_last_and_eager_compile_switch_keep_the_loss() -> None:
         "channels_last": {"channels_last": True},
         "compile_off": {"compile": False},
     }.items():
-        module = _module(**perf)
+        module = bench_module(**perf)
         module.train()
         losses[name] = module._step(batch)[0].item()
-    conv = _module(channels_last=True).model.segmenter.inc.net[0].weight
+    conv = bench_module(channels_last=True).model.segmenter.inc.net[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert losses["channels_last"] == pytest.approx(losses["default"], rel=1e-4, abs=1e-5)
     assert losses["compile_off"] == pytest.approx(losses["default"], rel=1e-6)
 
 
 def test_channels_last_checkpoint_keeps_state_dict_keys(tmp_path: Path) -> None:
-    module = _module(channels_last=True)
+    module = bench_module(channels_last=True)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.strategy.connect(module)
     path = tmp_path / "cl.ckpt"
     trainer.save_checkpoint(path)
 
     saved = torch.load(path, weights_only=True)["state_dict"]
-    assert set(saved) == set(_module().state_dict())
+    assert set(saved) == set(bench_module().state_dict())
     assert not any("_orig_mod" in k for k in saved)
     reloaded = SegmentationModule.load_from_checkpoint(path)
     assert reloaded.hparams.channels_last
@@ -139,7 +127,7 @@ def test_eager_attention_matches_sdpa_and_never_calls_it(name, monkeypatch) -> N
 
 
 def test_optimizer_uses_the_fused_kernel_on_cpu() -> None:
-    opt = _module().configure_optimizers()["optimizer"]
+    opt = bench_module().configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True
 
 
@@ -154,7 +142,7 @@ def test_optimizer_uses_the_fused_kernel_on_cpu() -> None:
     ],
 )
 def test_channels_last_auto_follows_the_measurements(overrides, expected) -> None:
-    from tests.conftest import compose_cfg
+    from tests.helpers.config import compose_cfg
     from tmc_lightning.training.factory import use_channels_last
 
     cfg = compose_cfg(overrides)

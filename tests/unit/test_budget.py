@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.conftest import tiny_cfg
+from tests.helpers.config import tiny_cfg
 from tmc_lightning.errors import ConfigError
 from tmc_lightning.training.budget import Budget, budget_config, parse_duration
 from tmc_lightning.training.factory import check_config, make_datamodule, make_module

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.unit.test_layouts import make_lvit
+from tests.helpers.layouts import make_lvit
 from tmc_lightning.data.cache import cache_key, cached_arrays
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.layouts import read_lvit

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from tests.unit.test_layouts import TEXT, _pair, make_ariadne, make_lvit
+from tests.helpers.layouts import TEXT, make_ariadne, make_lvit, pair
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.inspect import report
 
@@ -71,7 +71,7 @@ def test_report_on_shared_folders_counts_no_false_orphans(tmp_path, capsys):
     assert report(dm) == 0
     out = capsys.readouterr().out
     assert out.count("images without masks/text: 0") == 2 and "triples: 4" in out
-    _pair(root / "Train" / "Images", root / "Train" / "GTs", "x.png", "mask_x.png")
+    pair(root / "Train" / "Images", root / "Train" / "GTs", "x.png", "mask_x.png")
     (root / "Train" / "GTs" / "mask_x.png").unlink()  # an image with neither mask nor text
     assert report(dm) == 0
     assert "images without masks/text: 1, e.g. ['x.png']" in capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_report_on_shared_folders_counts_no_false_orphans(tmp_path, capsys):
 
 def test_broken_test_split_stops_training(tmp_path, capsys):
     root = make_lvit(tmp_path)
-    _pair(root / "Test_Folder" / "img", root / "Test_Folder" / "labelcol", "t.png", "mask_t.png")
+    pair(root / "Test_Folder" / "img", root / "Test_Folder" / "labelcol", "t.png", "mask_t.png")
     pd.DataFrame([{"Image": "mask_t.png", "Caption": TEXT}]).to_excel(
         root / "Test_Folder" / "Test_text.xlsx", index=False
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_cfg
+from tests.helpers.config import compose_cfg
 from tmc_lightning.models.registry import list_models, model_class
 from tmc_lightning.utils import CONF_DIR
 

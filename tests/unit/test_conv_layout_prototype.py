@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.unit.test_bench import SIZE, WORDS, _module
+from tests.helpers.models import SIZE, WORDS, bench_module
 from tmc_lightning.benchmarking.measure import synthetic_batch
 
 PROTOTYPE = Path(__file__).resolve().parents[2] / "experiments/conv_layout/nchw_weight_grad.py"
@@ -103,7 +103,7 @@ def test_channels_last_module_trains_the_same_with_either_weight_gradient() -> N
     batch = synthetic_batch(2, SIZE, WORDS, vocab=1000, device=torch.device("cpu"))
     grads = {}
     for swap in (True, False):
-        module = _module(channels_last=True)
+        module = bench_module(channels_last=True)
         if swap:
             assert nchw_weight_grads(module) > 0
         swapped = [m for m in module.modules() if isinstance(m, NCHWWeightGradConv2d)]

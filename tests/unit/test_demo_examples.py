@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
+from tests.helpers.layouts import VAL_TEXTS, make_lvit_dataset
 from tmc_lightning.inference.segment import (
     ALL_WORDS,
     Attention,
@@ -16,36 +16,6 @@ from tmc_lightning.inference.segment import (
     read_upload,
     shown_gray,
 )
-
-VAL_TEXTS = [
-    "Bilateral pulmonary infection, two infected areas, all left lung and all right lung.",
-    "Unilateral pulmonary infection, one infected area, lower left lung.",
-    "Unilateral pulmonary infection, one infected area, lower left lung.",  # a repeat
-    "Unilateral pulmonary infection, one infected area, middle right lung.",
-    "Bilateral pulmonary infection, two infected areas, lower left lung and lower right lung.",
-    "Unilateral pulmonary infection, one infected area, upper right lung.",
-]
-
-
-def make_lvit_dataset(root: Path, size: int = 48, texts: list[str] = VAL_TEXTS) -> Path:
-    """A tiny QaTa-like set in the LViT layout (``mask_<image>``, CSV sheets), 2 train + val."""
-    rng = np.random.default_rng(0)
-    for stem, split_texts in (("Train", texts[:2]), ("Val", texts)):
-        folder = root / f"{stem}_Folder"
-        (folder / "img").mkdir(parents=True)
-        (folder / "labelcol").mkdir()
-        rows = []
-        for i, text in enumerate(split_texts):
-            name = f"covid_{stem.lower()}_{i}.png"
-            yy, xx = np.mgrid[:size, :size]
-            lungs = 90 + 60 * np.cos((xx - size / 2) / size * 3) + rng.normal(0, 8, (size, size))
-            Image.fromarray(lungs.clip(0, 255).astype(np.uint8)).save(folder / "img" / name)
-            mask = np.zeros((size, size), np.uint8)
-            mask[size // 2 :, 4 : size // 3] = 255
-            Image.fromarray(mask).save(folder / "labelcol" / f"mask_{name}")
-            rows.append({"Image": f"mask_{name}", "Description": text})
-        pd.DataFrame(rows).to_csv(folder / f"{stem}_text.csv", index=False)
-    return root
 
 
 def fake_checkpoint(path: Path, module: str, **settings) -> Path:

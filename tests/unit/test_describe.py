@@ -100,7 +100,7 @@ def test_convention_is_measured_from_one_sided_texts():
 
 
 def test_describe_command_writes_a_new_lvit_sheet_and_never_overwrites(tmp_path, capsys):
-    from tests.conftest import compose_cfg
+    from tests.helpers.config import compose_cfg
     from tmc_lightning.cli.data import describe_options
     from tmc_lightning.data.datamodule import build_datamodule
     from tmc_lightning.data.describe_io import write_descriptions

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.unit.test_layouts import TEXT, _pair, make_lvit
+from tests.helpers.layouts import TEXT, make_lvit, pair
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.layouts import DataError
 from tmc_lightning.export.nnunet import export_nnunet, score_predictions
@@ -27,7 +27,7 @@ def _add_test_split(root, sizes=((40, 24), (24, 40))):
     for i, size in enumerate(sizes):
         name = f"test{i}.png"
         folder = root / "Test_Folder"
-        _pair(folder / "img", folder / "labelcol", name, f"mask_{name}", size=size)
+        pair(folder / "img", folder / "labelcol", name, f"mask_{name}", size=size)
         rows.append({"Image": f"mask_{name}", "Description": TEXT})
     pd.DataFrame(rows).to_excel(root / "Test_Folder" / "Test_text.xlsx", index=False)
 

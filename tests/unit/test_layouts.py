@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.helpers.layouts import TEXT, make_ariadne, make_lvit, make_lvit_shared_sheet, pair
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.imageio import check_pair, load_image, load_mask
 from tmc_lightning.data.layouts import (
@@ -15,49 +16,6 @@ from tmc_lightning.data.layouts import (
     read_lvit,
     read_manifest,
 )
-
-TEXT = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
-
-
-def _pair(img_dir, mask_dir, name, mask_name, size=(32, 32)):
-    img_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full(size[::-1], 100, np.uint8)).save(img_dir / name)
-    m = np.zeros(size[::-1], np.uint8)
-    m[4:10, 4:10] = 255
-    Image.fromarray(m).save(mask_dir / mask_name)
-
-
-def make_lvit(root, n=3, mosmed=False):
-    for split, stem in (("train", "Train"), ("val", "Val")):
-        rows = []
-        for i in range(n):
-            name = f"{split}{i}.png"
-            mask = name if mosmed else f"mask_{name}"
-            _pair(root / f"{stem}_Folder" / "img", root / f"{stem}_Folder" / "labelcol", name, mask)
-            rows.append({"Image": mask, "Description": TEXT})
-        pd.DataFrame(rows).to_excel(root / f"{stem}_Folder" / f"{stem}_text.xlsx", index=False)
-    return root
-
-
-def make_lvit_shared_sheet(root):
-    """QaTa's release variant: one Train_Val_text.xlsx at the root instead of a sheet per split."""
-    make_lvit(root)
-    frames = [pd.read_excel(root / f"{s}_Folder" / f"{s}_text.xlsx") for s in ("Train", "Val")]
-    for s in ("Train", "Val"):
-        (root / f"{s}_Folder" / f"{s}_text.xlsx").unlink()
-    pd.concat(frames).to_excel(root / "Train_Val_text.xlsx", index=False)
-    return root
-
-
-def make_ariadne(root, n=5):
-    rows = []
-    for i in range(n):
-        _pair(root / "Train" / "Images", root / "Train" / "GTs", f"c{i}.png", f"mask_c{i}.png")
-        rows.append({"Image": f"mask_c{i}.png", "Description": TEXT})
-    (root / "prompt").mkdir(parents=True)
-    pd.DataFrame(rows).to_csv(root / "prompt" / "train.csv", index=False)
-    return root
 
 
 def test_lvit_qata_and_mosmed_naming(tmp_path):
@@ -150,7 +108,7 @@ def test_corrupt_png_and_size_mismatch(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
     with pytest.raises(DataError, match="cannot read image .*bad.png"):
         load_image(bad, 16)
-    _pair(tmp_path / "i", tmp_path / "m", "a.png", "a.png", size=(32, 32))
+    pair(tmp_path / "i", tmp_path / "m", "a.png", "a.png", size=(32, 32))
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "m" / "b.png")
     with pytest.raises(DataError, match="32x32 but its mask .* 30x20"):
         check_pair(tmp_path / "i" / "a.png", tmp_path / "m" / "b.png")
@@ -284,7 +242,7 @@ def test_malformed_ariadne_gives_one_clear_error(tmp_path, breakage, split, mess
     elif breakage == "missing_mask_train":
         (gts / "mask_c0.png").unlink()
     elif breakage == "mask_without_row":
-        _pair(root / "Train" / "Images", gts, "extra.png", "mask_extra.png")
+        pair(root / "Train" / "Images", gts, "extra.png", "mask_extra.png")
     elif breakage == "wrong_columns":
         df.rename(columns={"Description": "Prompt"}).to_csv(sheet, index=False)
     elif breakage == "empty_description":
@@ -310,7 +268,7 @@ def test_ariadne_folders_val_sheet_and_test_split(tmp_path):
         read_ariadne(root, "test")  # no Test folder, no test.csv: absent, not broken
     rows = []
     for split, stem in (("val", "Val"), ("test", "Test")):
-        _pair(root / stem / "Images", root / stem / "GTs", f"{split}.png", f"mask_{split}.png")
+        pair(root / stem / "Images", root / stem / "GTs", f"{split}.png", f"mask_{split}.png")
         rows = [{"Image": f"mask_{split}.png", "Description": TEXT}]
         pd.DataFrame(rows).to_csv(root / "prompt" / f"{split}.csv", index=False)
     assert len(read_ariadne(root, "train")) == 5  # with val.csv, train.csv is all train
@@ -364,7 +322,7 @@ def test_broken_test_split_is_an_error_not_an_absent_split(tmp_path):
     root = make_lvit(tmp_path)
     dm = build_datamodule("qata", root=str(root))
     assert dm.has_split("test") is False  # no Test_Folder: the QaTa release's case
-    _pair(root / "Test_Folder" / "img", root / "Test_Folder" / "labelcol", "t.png", "mask_t.png")
+    pair(root / "Test_Folder" / "img", root / "Test_Folder" / "labelcol", "t.png", "mask_t.png")
     pd.DataFrame([{"Image": "mask_t.png", "Caption": TEXT}]).to_excel(
         root / "Test_Folder" / "Test_text.xlsx", index=False
     )

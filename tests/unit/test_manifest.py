@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import compose_cfg
+from tests.helpers.config import compose_cfg
 from tmc_lightning.data.datamodule import datamodule_from_config
 from tmc_lightning.data.layouts import DataError, read_manifest
 

@@ -283,7 +283,7 @@ def test_missing_local_directory_is_a_clear_error(tmp_path):
 
 def test_top_level_switches_reach_the_encoders():
     """model.pretrained / model.freeze_text are resolved by the training factory, once."""
-    from tests.conftest import compose_cfg
+    from tests.helpers.config import compose_cfg
     from tmc_lightning.training.factory import model_kwargs
 
     name, kwargs = model_kwargs(compose_cfg(["model.preset=paper", "model.pretrained=false"]))

@@ -54,7 +54,7 @@ def test_gradients_are_clipped_with_the_fused_optimizer(cache_dir, tmp_path, pre
     itself where no scaler is involved (every bf16 run failed there on a CPU with AMX)."""
     import lightning as L
 
-    from tests.conftest import tiny_cfg
+    from tests.helpers.config import tiny_cfg
     from tmc_lightning.training.factory import make_datamodule, make_module
     from tmc_lightning.training.run import make_trainer
 

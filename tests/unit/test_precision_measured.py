@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import tiny_cfg
+from tests.helpers.config import tiny_cfg
 from tmc_lightning.errors import ConfigError
 from tmc_lightning.training import precision as P
 

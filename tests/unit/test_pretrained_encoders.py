@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from tests.conftest import compose_cfg
+from tests.helpers.config import compose_cfg
 from tmc_lightning import weights
 from tmc_lightning.errors import ConfigError, EncoderUnavailableError
 from tmc_lightning.models import build_model, model_class

@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from tmc_lightning.errors import ConfigError
 from tmc_lightning.models import build_model, list_models, model_class
@@ -79,4 +80,6 @@ def test_a_stored_text_config_wins_over_the_presets_sizes():
     kwargs = net.checkpoint_kwargs()
     again = build_model("tmc", **kwargs)
     assert again.text.hidden_size == 16
-    assert again.load_state_dict(net.state_dict()) is not None
+    again.load_state_dict(net.state_dict())  # strict: every tensor has its place and shape
+    for (name, a), b in zip(net.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_cfg
+from tests.helpers.config import compose_cfg
 from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
 from tmc_lightning.hub import EncoderUnavailableError
 from tmc_lightning.models import build_model

@@ -1,0 +1,1 @@
+"""Builders the tests share: configs, data layouts, images, tiny models and encoder folders."""
