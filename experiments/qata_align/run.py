@@ -21,11 +21,9 @@ the study is the initialisation.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from tmc_lightning.training.study import Row, Study, main
 
-REPO = Path(__file__).resolve().parents[2]
 TMC = ("model=tmc", "model.injection=full")
 ROWS = (
     Row("tmc-neither", "neither (TMC encoders)", (*TMC, "model.mcm=false", "model.align=false")),
@@ -52,21 +50,14 @@ ROWS = (
         seeds=(1,),
     ),
 )
-STUDY = Study(
-    name="qata_align",
-    rows=ROWS,
-    shared=("experiment=qata_study", "trainer.precision=32-true"),
-    comparisons=(
-        ("align only", "neither (TMC encoders)"),
-        ("align only, lambda 0.1", "neither (TMC encoders)"),
-        ("align only, lambda 0.001", "neither (TMC encoders)"),
-        ("neither (TMC encoders), rerun", "neither (TMC encoders)"),
-    ),
-    seeds=(1, 2),
-    root=str(REPO.parent / "shared" / "data" / "QaTa-COV19"),
-    paper_dataset="qata",
-    doc=__doc__,
+COMPARISONS = (
+    ("align only", "neither (TMC encoders)"),
+    ("align only, lambda 0.1", "neither (TMC encoders)"),
+    ("align only, lambda 0.001", "neither (TMC encoders)"),
+    ("neither (TMC encoders), rerun", "neither (TMC encoders)"),
 )
+SHARED = ("experiment=qata_study", "trainer.precision=32-true")
+STUDY = Study.on_qata("qata_align", ROWS, SHARED, comparisons=COMPARISONS, doc=__doc__)
 
 if __name__ == "__main__":
     sys.exit(main(STUDY))

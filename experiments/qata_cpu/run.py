@@ -9,26 +9,17 @@ schedule end inside the hour (TMC 7, UNet 15 at the recording machine's speed).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from tmc_lightning.training.study import Row, Study, main
 
-QATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "QaTa-COV19"
-
-STUDY = Study(
-    name="qata_cpu",
-    rows=(
-        Row("tmc", "TMC small", ("model=tmc", "trainer.max_epochs=7")),
-        Row("unet", "UNet", ("model=unet", "trainer.max_epochs=15")),
-    ),
-    shared=("experiment=qata_cpu",),
-    comparisons=(("TMC small", "UNet"),),
-    seeds=(42,),
-    root=str(QATA),
-    paper_dataset="qata",
-    order="row",
-    doc=__doc__,
+ROWS = (
+    Row("tmc", "TMC small", ("model=tmc", "trainer.max_epochs=7")),
+    Row("unet", "UNet", ("model=unet", "trainer.max_epochs=15")),
 )
+STUDY = Study.on_qata(
+    "qata_cpu", ROWS, ("experiment=qata_cpu",), comparisons=(("TMC small", "UNet"),),
+    seeds=(42,), order="row", doc=__doc__,
+)  # fmt: skip
 
 if __name__ == "__main__":
     sys.exit(main(STUDY))

@@ -10,11 +10,8 @@ on QaTa val at the masks' own resolution (and at the model's, in ``model_resolut
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from tmc_lightning.training.study import Row, Study, main
-
-QATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "QaTa-COV19"
 
 ROWS = (
     Row("hour", "recipe (cosine, 128 px, small_pretrained)", ()),
@@ -23,17 +20,11 @@ ROWS = (
     Row("lambda0", "lambda 0", ("dataset.align_weight=0",)),
     Row("enc03", "encoder lr ratio 0.3", ("optim.encoder_lr_ratio=0.3",)),
 )
-STUDY = Study(
-    name="qata_cpu_hour",
-    rows=ROWS,
-    shared=("experiment=qata_cpu_hour",),
-    comparisons=tuple(("recipe (cosine, 128 px, small_pretrained)", r.label) for r in ROWS[1:]),
-    seeds=(42,),
-    root=str(QATA),
-    paper_dataset="qata",
-    order="row",
-    doc=__doc__,
-)
+COMPARISONS = tuple((ROWS[0].label, r.label) for r in ROWS[1:])
+STUDY = Study.on_qata(
+    "qata_cpu_hour", ROWS, ("experiment=qata_cpu_hour",), comparisons=COMPARISONS,
+    seeds=(42,), order="row", doc=__doc__,
+)  # fmt: skip
 
 if __name__ == "__main__":
     sys.exit(main(STUDY))

@@ -9,20 +9,12 @@ EfficientNet-Lite0 + MiniLM at a tenth of the decoder's learning rate, 5 epochs,
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from tmc_lightning.training.study import Row, Study, main
 
-QATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "QaTa-COV19"
-
-STUDY = Study(
-    name="qata_pretrained_cpu",
-    rows=(Row("tmc", "TMC small_pretrained", ("model=tmc",)),),
-    shared=("experiment=qata_pretrained_cpu",),
-    seeds=(42,),
-    root=str(QATA),
-    paper_dataset="qata",
-    doc=__doc__,
+ROWS = (Row("tmc", "TMC small_pretrained", ("model=tmc",)),)
+STUDY = Study.on_qata(
+    "qata_pretrained_cpu", ROWS, ("experiment=qata_pretrained_cpu",), seeds=(42,), doc=__doc__
 )
 
 if __name__ == "__main__":

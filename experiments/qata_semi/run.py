@@ -13,24 +13,12 @@ folder). The semi-supervised rows add 8 unlabelled images to each step's 8 label
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from tmc_lightning.training.study import Row, Study, main
 
-REPO = Path(__file__).resolve().parents[2]
-QATA = REPO.parent / "shared" / "data" / "QaTa-COV19"
-
 SHARED = (
-    "dataset=qata",
+    "experiment=qata_pretrained_cpu",  # the recipe: small_pretrained, 128 px, lr 1e-3, Dice 0.5
     "model=tmc",
-    "dataset.preset=small_pretrained",  # ImageNet EfficientNet-Lite0 + all-MiniLM-L6-v2
-    "dataset.image_size=128",
-    "dataset.lr=1e-3",
-    "dataset.num_workers=0",
-    "dataset.dice_weight=0.5",
-    "dataset.align_weight=0.01",
-    "optim.encoder_lr_ratio=0.1",
-    "perf.sdpa=false",
     # One budget in optimizer steps for every row: the cosine schedule runs over 4 epochs of
     # 120 steps whatever an epoch of the row's sampler would be.
     "trainer.max_epochs=4",
@@ -56,15 +44,8 @@ COMPARISONS = (
     ("EPI + LV", "EPI, no LV loss"),
     ("supervised 100%", "supervised 25%"),
 )
-STUDY = Study(
-    name="qata_semi",
-    rows=ROWS,
-    shared=SHARED,
-    comparisons=COMPARISONS,
-    seeds=(1, 2),
-    root=str(QATA),
-    paper_dataset=None,
-    doc=__doc__,
+STUDY = Study.on_qata(
+    "qata_semi", ROWS, SHARED, comparisons=COMPARISONS, paper_dataset=None, doc=__doc__
 )
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from pathlib import Path
 from tmc_lightning.training.study import Row, Study, main
 
 REPO = Path(__file__).resolve().parents[2]
-QATA = REPO.parent / "shared" / "data" / "QaTa-COV19"
 
 TMC = ("model=tmc",)
 # In training order (seed 1 of every row first): an unfinished study still has whole rows.
@@ -45,15 +44,8 @@ COMPARISONS = (
     ("TMC", "UNet"),
     ("TMC", "TMC, random-init MiniLM"),
 )
-STUDY = Study(
-    name="qata_study",
-    rows=ROWS,
-    shared=("experiment=qata_study",),
-    comparisons=COMPARISONS,
-    seeds=(1, 2),
-    root=str(QATA),
-    paper_dataset="qata",
-    doc=__doc__,
+STUDY = Study.on_qata(
+    "qata_study", ROWS, ("experiment=qata_study",), comparisons=COMPARISONS, doc=__doc__
 )
 
 if __name__ == "__main__":

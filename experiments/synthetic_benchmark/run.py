@@ -25,13 +25,10 @@ MODELS = (
     ("transunet", "TransUNet"),
     ("uctransnet", "UCTransNet"),
 )
+ROWS = tuple(Row(slug, label, (f"model={slug}",)) for slug, label in MODELS)
+COMPARISONS = (("TMC", "LViT"), ("TMC", "UNet"))
 STUDY = Study(
-    name="synthetic_benchmark",
-    rows=tuple(Row(slug, label, (f"model={slug}",)) for slug, label in MODELS),
-    comparisons=(("TMC", "LViT"), ("TMC", "UNet")),
-    seeds=(42,),
-    order="row",
-    doc=__doc__,
+    "synthetic_benchmark", ROWS, comparisons=COMPARISONS, seeds=(42,), order="row", doc=__doc__
 )
 
 if __name__ == "__main__":

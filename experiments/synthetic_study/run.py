@@ -41,13 +41,7 @@ COMPARISONS = (
     ("TMC", "LViT"),
     ("TMC", "UNet"),
 )
-STUDY = Study(
-    name="synthetic_study",
-    rows=ROWS,
-    comparisons=COMPARISONS,
-    seeds=(42,),
-    doc=__doc__,
-)
+STUDY = Study("synthetic_study", ROWS, comparisons=COMPARISONS, seeds=(42,), doc=__doc__)
 
 if __name__ == "__main__":
     sys.exit(main(STUDY))

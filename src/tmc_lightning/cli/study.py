@@ -9,6 +9,7 @@ command line to :func:`tmc_lightning.training.study.main` (``--rows``, ``--seeds
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def studies() -> dict[str, Path]:
     """Every ``experiments/<name>/run.py`` that declares a ``STUDY``, by name."""
     found = {}
     for path in sorted((REPO / "experiments").glob("*/run.py")):
-        if "STUDY = Study(" in path.read_text():
+        if re.search(r"^STUDY = Study\b", path.read_text(), re.M):
             found[path.parent.name] = path
     return found
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     known = studies()
     if not argv or argv[0] in ("-h", "--help", "--list"):
-        print(__doc__.strip().splitlines()[0].strip("`"))
+        print("usage: tmc-study NAME [--rows ROW ...] [--seeds N ...] [--commit] [-- overrides]")
         print("studies:", " ".join(known) or "(none in this checkout)")
         return 0
     name, rest = argv[0], argv[1:]

@@ -298,14 +298,8 @@ class SyntheticDataModule(TextSegDataModule):
 
     def config(self) -> synthetic.SyntheticConfig:
         hp = self.hparams
-        return synthetic.SyntheticConfig(
-            n_train=hp.n_train,
-            n_val=hp.n_val,
-            n_test=hp.n_test,
-            image_size=hp.image_size,
-            seed=hp.data_seed,
-            convention=hp.convention,
-        )
+        keys = ("n_train", "n_val", "n_test", "image_size", "convention")
+        return synthetic.SyntheticConfig(seed=hp.data_seed, **{k: hp[k] for k in keys})
 
     def resolve_root(self) -> Path:
         cache = (

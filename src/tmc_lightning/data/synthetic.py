@@ -380,19 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=SyntheticConfig.n_train)
     parser.add_argument("--n-val", type=int, default=SyntheticConfig.n_val)
     parser.add_argument("--n-test", type=int, default=SyntheticConfig.n_test)
-    parser.add_argument("--size", type=int, default=SyntheticConfig.image_size)
+    parser.add_argument("--size", dest="image_size", type=int, default=SyntheticConfig.image_size)
     parser.add_argument("--seed", type=int, default=SyntheticConfig.seed)
     parser.add_argument("--convention", choices=CONVENTIONS, default="radiographic")
     args = parser.parse_args(argv)
-    cfg = SyntheticConfig(
-        n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
-        image_size=args.size,
-        seed=args.seed,
-        convention=args.convention,
-    )
-    print(generate(args.out, cfg))
+    given = {k: v for k, v in vars(args).items() if k != "out"}  # named as the config's fields
+    print(generate(args.out, SyntheticConfig(**given)))
     return 0
 
 

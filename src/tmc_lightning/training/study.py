@@ -23,10 +23,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tmc_lightning.utils import atomic_folder, machine_line
 
 REPO = Path(__file__).resolve().parents[3]
+# The shared QaTa-COV19 train/val beside the repository (../shared/data/QaTa-COV19)
+QATA_ROOT = str(REPO.parent / "shared" / "data" / "QaTa-COV19")
 PY = sys.executable
 KEEP = ("metrics.json", "config.yaml", "per_image_val.csv", "per_image_test.csv")
 
@@ -50,6 +53,12 @@ class Study:
     paper_dataset: str | None = None  # the paper's figures beside each row (tmc-report)
     order: str = "seed"  # "seed": every row's first seed, then every second; "row": row by row
     doc: str = field(default="", compare=False)
+
+    @classmethod
+    def on_qata(cls, name: str, rows: Sequence[Row], shared: Sequence[str], **kw: Any) -> Study:
+        """A study on the shared QaTa-COV19 split, beside the paper's QaTa figures."""
+        kw = {"root": QATA_ROOT, "paper_dataset": "qata", **kw}
+        return cls(name=name, rows=tuple(rows), shared=tuple(shared), **kw)
 
     @property
     def folder(self) -> Path:
