@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -84,11 +85,13 @@ def test_alternatives_drawn_per_item_per_epoch_seeded_val_uses_first(tmp_path):
     dm = _dm(make_manifest(tmp_path), prompt="p7", augment=True)
     dm.setup("fit")
     train = dm.datasets["train"]
-    assert isinstance(train, PromptChoices) and len(train) == 6
-    assert not isinstance(dm.datasets["val"], PromptChoices)
+    assert isinstance(train.choices, PromptChoices) and len(train) == 6
+    assert dm.datasets["val"].choices is None
     assert [dm.datasets["val"][i]["text"] for i in range(2)] == [f"{ALTS[0]} 6", f"{ALTS[0]} 7"]
     # every alternative is in the vocabulary (no [UNK] for words only the later ones use)
     assert dm.tokenizer.token_to_id("growth") is not None
+    plain = copy.copy(train)  # the same split without the draw: what each item had before it
+    plain.choices = None
     sampler = EpochShuffleSampler(len(train), seed=3)
     epochs = []
     for epoch in range(4):
@@ -97,7 +100,7 @@ def test_alternatives_drawn_per_item_per_epoch_seeded_val_uses_first(tmp_path):
         drawn = {i: train[(i, s)]["text"] for i, s in keys}
         assert drawn == {i: train[(i, s)]["text"] for i, s in keys}  # same key, same draw
         for i, (_, s) in zip([k[0] for k in keys], keys, strict=True):
-            base = train.base[(i, s)]
+            base = plain[(i, s)]
             item = train[(i, s)]
             assert torch.equal(item["image"], base["image"])  # augmentation unchanged
             ids = dm.tokenizer.encode(item["text"]).ids
@@ -115,9 +118,11 @@ def test_a_flip_swaps_the_drawn_alternative(tmp_path):
     dm = _dm(make_manifest(tmp_path), prompt="p7", hflip=True, augment=False)
     dm.setup("fit")
     train = dm.datasets["train"]
+    plain = copy.copy(train)  # the same split without the draw
+    plain.choices = None
     flips = 0
     for s in range(40):
-        item, base = train[(0, s)], train.base[(0, s)]
+        item, base = train[(0, s)], plain[(0, s)]
         flipped = "right" in base["text"]  # the wrapped item's own text says whether it flipped
         assert ("right" in item["text"]) == flipped and "left" not in item["text"] or not flipped
         assert item["text"] in {

@@ -41,6 +41,8 @@ class TripleDataset(Dataset):
         # Training with fewer masks (data/labels.py): which items keep their mask. None: all,
         # and items carry no "labelled" key. A hidden item skips the transform (its weak view).
         self.labelled: np.ndarray | None = None
+        # A prompt level with alternatives (data/prompts.py): one drawn per item, training only.
+        self.choices: Any = None
 
     def with_texts(
         self, texts: list[str], tokens: tuple[torch.Tensor, torch.Tensor]
@@ -50,6 +52,7 @@ class TripleDataset(Dataset):
             raise ValueError(f"{len(texts)} texts for {len(self)} items")
         out = copy.copy(self)
         out.texts, out.tokens, out.swapped, out.text_dropout = list(texts), tokens, None, 0.0
+        out.choices = None  # the given texts, not a level's alternatives
         return out
 
     def __len__(self) -> int:
@@ -69,6 +72,8 @@ class TripleDataset(Dataset):
             ids, attn = self.swapped[0][i], self.swapped[1][i]
             text = synthetic.swap_laterality(text)
             flipped = True
+        if self.choices is not None and (drawn := self.choices.pick(i, item_seed, flipped)):
+            ids, attn, text = drawn
         if self.transform is not None:
             self.transform.set_random_seed(int(rng.integers(2**31 - 1)))
         if self.transform is not None and not hidden:

@@ -26,7 +26,8 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import DictConfig, OmegaConf
 
-from tmc_lightning.errors import ConfigError, check_keys
+from tmc_lightning.errors import ConfigError
+from tmc_lightning.training.settings import section
 
 log = logging.getLogger("tmc_lightning.train")
 NEVER = 2**62  # val_check_interval (batches) that never comes: the budget decides validation
@@ -63,10 +64,7 @@ def parse_duration(value: Any, key: str = "budget.time") -> float:
 
 def budget_config(cfg: DictConfig) -> BudgetConfig:
     """``cfg.budget`` checked key by key (a config saved before budgets existed has none)."""
-    values = OmegaConf.to_container(cfg.budget, resolve=True) if "budget" in cfg else {}
-    values = values or {}
-    check_keys(values, [f.name for f in dataclasses.fields(BudgetConfig)], "budget")
-    b = BudgetConfig(**values)
+    b = section(cfg, "budget", BudgetConfig)
     if b.time is not None:
         parse_duration(b.time)
     if b.steps is not None and (not str(b.steps).isdigit() or int(b.steps) <= 0):

@@ -9,7 +9,6 @@ so a misspelt override is an error at start rather than a silent default.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -24,15 +23,8 @@ from tmc_lightning.models import model_class
 from tmc_lightning.training.budget import budget_config
 from tmc_lightning.training.module import SegmentationModule
 from tmc_lightning.training.semi import attach, configure_datamodule, semi_config
-from tmc_lightning.training.settings import LossConfig, OptimConfig, PerfConfig
+from tmc_lightning.training.settings import LossConfig, OptimConfig, PerfConfig, section
 from tmc_lightning.utils import on_gpu
-
-
-def section(cfg: DictConfig, key: str, schema: type) -> Any:
-    """``cfg.<key>`` as the ``schema`` dataclass; an unknown key raises, a missing one defaults."""
-    values = OmegaConf.to_container(cfg[key], resolve=True) if key in cfg else {}
-    check_keys(values, [f.name for f in dataclasses.fields(schema)], key)
-    return schema(**values)
 
 
 # -- text: resolved once --------------------------------------------------------------------

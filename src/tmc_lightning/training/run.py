@@ -27,10 +27,10 @@ from tmc_lightning.training.callbacks import (
     checkpoint_callbacks,
     write_scores_csv,
 )
-from tmc_lightning.training.factory import check_config, make_datamodule, make_module, section
+from tmc_lightning.training.factory import check_config, make_datamodule, make_module
 from tmc_lightning.training.interrupt import GracefulInterrupt
 from tmc_lightning.training.precision import choose_for_run, choose_precision
-from tmc_lightning.training.settings import PerfConfig
+from tmc_lightning.training.settings import PerfConfig, section
 from tmc_lightning.training.tracking import finish_wandb, make_wandb_logger
 from tmc_lightning.utils import AUTOCAST, git_commit, model_report, run_dir_of, write_json_atomic
 

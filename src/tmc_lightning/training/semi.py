@@ -49,9 +49,9 @@ from tmc_lightning.training.semi_ops import (
     rampup,
     strong_view,
     take,
-    unwrap,
     warp,
 )
+from tmc_lightning.training.settings import section
 
 METHODS = ("none", "mean_teacher", "epi_lv")
 
@@ -129,7 +129,7 @@ class SemiSupervision(L.Callback):
             path.write_text("".join(f"{n}\n" for n in names))
         if not self.on:
             return
-        ds = unwrap(dm.datasets["train"])
+        ds = dm.datasets["train"]
         if ds.labelled is None:
             raise ConfigError(f"semi={self.cfg.method} needs dataset.label_fraction below 1")
         unl = np.flatnonzero(~ds.labelled)
@@ -204,7 +204,7 @@ class SemiSupervision(L.Callback):
     @torch.no_grad()
     def refresh(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """One EPI step for every unlabelled image: the model's prediction on its plain view."""
-        ds = unwrap(trainer.datamodule.datasets["train"])
+        ds = trainer.datamodule.datasets["train"]
         unl = np.flatnonzero(~ds.labelled)
         bs = trainer.datamodule.hparams.get("eval_batch_size") or 16
         was_training = pl_module.training
@@ -303,14 +303,7 @@ def make_semi(
 # -- the training factory's hooks ---------------------------------------------------------------
 def semi_config(cfg: Any) -> SemiConfig:
     """``cfg.semi`` as a checked :class:`SemiConfig` (absent, e.g. an older run's: none)."""
-    from omegaconf import OmegaConf
-
-    from tmc_lightning.errors import check_keys
-
-    node = OmegaConf.select(cfg, "semi", default=None)
-    values = OmegaConf.to_container(node, resolve=True) if node is not None else {}
-    check_keys(values, [f.name for f in dataclasses.fields(SemiConfig)], "semi")
-    semi = SemiConfig(**values)
+    semi = section(cfg, "semi", SemiConfig)
     semi.check()
     return semi
 

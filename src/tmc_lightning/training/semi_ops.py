@@ -173,9 +173,4 @@ def take(batch: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
     return out
 
 
-def unwrap(ds: Any) -> Any:
-    """The split's TripleDataset under a PromptChoices wrapper."""
-    return getattr(ds, "base", ds)
-
-
 # -- the callback that trains it ----------------------------------------------------------------

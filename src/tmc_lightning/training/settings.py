@@ -10,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
+from tmc_lightning.errors import check_keys
+
 
 @dataclasses.dataclass
 class OptimConfig:
@@ -35,3 +39,14 @@ class PerfConfig:
     sdpa: bool = True
     keep_freed_memory: bool = True  # glibc malloc reuses freed memory (allocator.py)
     bf16_min_speedup: float = 1.15  # precision=auto on a CPU: bf16 only this much faster
+
+
+def section(cfg: DictConfig, key: str, schema: type) -> Any:
+    """``cfg.<key>`` as the ``schema`` dataclass; an unknown key raises, a missing one defaults.
+
+    A section absent from the config (a run saved before it existed) or null gives the defaults.
+    """
+    values = OmegaConf.to_container(cfg[key], resolve=True) if key in cfg else None
+    values = values or {}
+    check_keys(values, [f.name for f in dataclasses.fields(schema)], key)
+    return schema(**values)
