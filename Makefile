@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Byte-compile what pip installed, once, on every core. pip runs with --no-compile (its compile
-# step is serial), and where PYTHONDONTWRITEBYTECODE is set, as on this project's machines,
-# Python never writes the .pyc files itself: every process then recompiled torch, transformers
-# & co., and importing torch, lightning, transformers and timm took 23-26 s instead of 8. Files
-# some packages ship that are not Python 3 (templates) fail to compile; they are not imported.
-COMPILE := $(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null 2>&1 || true
+# Python writes each module's .pyc the first time a process imports it. Where
+# PYTHONDONTWRITEBYTECODE is set, as on this project's machines, it never does: every process
+# then recompiled torch, transformers & co., and importing them took 23-26 s instead of 8. Compiling
+# the whole venv ahead (compileall: 20,000 files, ~50 CPU-s, most never imported) cost more than
+# letting the first process compile the ~5,000 modules it imports, so the targets below unset it.
+unexport PYTHONDONTWRITEBYTECODE
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
@@ -22,9 +22,7 @@ install: $(STAMP) ## create .venv and install the package with dev tools (idempo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
-	$(COMPILE)
 	touch $(STAMP)
 
 train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="key=value ..."
@@ -44,7 +42,6 @@ test-slow: install ## also the tests marked slow
 
 $(VENV)/.demo: $(STAMP)
 	$(PY) -m pip install -q --no-compile -e '.[dev,demo,browser]'
-	$(COMPILE)
 	touch $@
 
 demo: $(VENV)/.demo ## the Gradio demo on a checkpoint: make demo CKPT=outputs/.../best-....ckpt

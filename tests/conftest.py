@@ -52,7 +52,7 @@ def trained_tiny(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         "seed=7",
         "trainer.max_epochs=6",
         "dataset.n_train=160",
-        "dataset.lr=2e-3",
+        "optim.lr=2e-3",
         "dataset.augment=false",
     )
     with FileLock(str(shared / "trained_tiny.lock")):

@@ -17,7 +17,7 @@ ROWS = (
     Row("hour", "recipe (cosine, 128 px, small_pretrained)", ()),
     Row("linear0", "linear-to-zero", ("optim.scheduler=linear", "optim.min_lr_ratio=0")),
     Row("px160", "160 px", ("dataset.image_size=160",)),
-    Row("lambda0", "lambda 0", ("dataset.align_weight=0",)),
+    Row("lambda0", "lambda 0", ("loss.align_weight=0",)),
     Row("enc03", "encoder lr ratio 0.3", ("optim.encoder_lr_ratio=0.3",)),
 )
 COMPARISONS = tuple((ROWS[0].label, r.label) for r in ROWS[1:])

@@ -29,7 +29,7 @@ pytestmark = [
 )
 def test_training_on_cuda_learns_and_records_the_precision(cache_dir, tmp_path, overrides):
     cfg = tiny_cfg(
-        cache_dir, *overrides, "trainer.max_epochs=4", "dataset.n_train=160", "dataset.lr=2e-3",
+        cache_dir, *overrides, "trainer.max_epochs=4", "dataset.n_train=160", "optim.lr=2e-3",
         "dataset.augment=false", "trainer.deterministic=false", "dataset.num_workers=0",
     )  # fmt: skip
     results = run(cfg, tmp_path)

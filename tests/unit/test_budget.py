@@ -19,7 +19,7 @@ from tmc_lightning.training.schedule import WARMUP_START, budget_factor
 LR = 1e-3
 # no budget warm-up surprises: a fifth of the budget warms up, then linear to zero
 TIME_BUDGET = [
-    f"dataset.lr={LR}",
+    f"optim.lr={LR}",
     "optim.scheduler=linear",
     "optim.min_lr_ratio=0",
     "budget.warmup=0.2",

@@ -46,9 +46,50 @@ def test_evaluate_config_composes():
 def test_default_is_tmc_small_on_synthetic():
     cfg = compose_cfg([])
     assert (cfg.model.name, cfg.model.preset, cfg.dataset.name) == ("tmc", "small", "synthetic")
-    assert cfg.dataset.lr == 1e-3
-    assert compose_cfg(["dataset=qata"]).dataset.lr == 3e-4
-    assert compose_cfg(["dataset=mosmed"]).dataset.lr == 1e-3
+    assert (cfg.optim.lr, cfg.loss.dice_weight, cfg.loss.align_weight) == (1e-3, 0.5, 0.01)
+
+
+@pytest.mark.parametrize(
+    "overrides, recipe",
+    [
+        (["dataset=qata"], (3e-4, 0.0, 0.1)),
+        (["dataset=mosmed"], (1e-3, 0.0, 0.1)),  # the paper's MosMed recipe, by dataset= alone
+        (["dataset=breast"], (3e-4, 0.0, 0.1)),
+        (["dataset=mosmed", "recipe=synthetic"], (1e-3, 0.5, 0.01)),
+        (["dataset=mosmed", "optim.lr=5e-4"], (5e-4, 0.0, 0.1)),
+        (["experiment=qata_cpu"], (1e-3, 0.5, 0.01)),  # an experiment's dataset brings its recipe
+        (["experiment=table1", "dataset=mosmed"], (1e-3, 0.0, 0.1)),
+    ],
+)
+def test_the_recipe_follows_the_dataset_and_lives_outside_it(overrides, recipe):
+    cfg = compose_cfg(overrides)
+    assert (cfg.optim.lr, cfg.loss.dice_weight, cfg.loss.align_weight) == recipe
+    assert not {"lr", "dice_weight", "align_weight"} & set(cfg.dataset)
+
+
+def test_old_dataset_recipe_overrides_become_the_new_keys():
+    from tmc_lightning.cli.train import moved_overrides
+
+    argv, notes = moved_overrides(
+        ["dataset=mosmed", "dataset.lr=1e-3,3e-4", "+dataset.align_weight=0", "dataset.root=x"]
+    )
+    assert argv == ["dataset=mosmed", "optim.lr=1e-3,3e-4", "loss.align_weight=0", "dataset.root=x"]
+    assert len(notes) == 2 and "dataset.lr is now optim.lr" in notes[0]
+    cfg = compose_cfg(argv[:1] + ["optim.lr=3e-4", argv[2]])
+    assert (cfg.optim.lr, cfg.loss.align_weight) == (3e-4, 0)
+
+
+def test_a_config_saved_before_the_move_still_checks(tmp_path):
+    from tmc_lightning.errors import ConfigError
+    from tmc_lightning.training.factory import check_config
+
+    cfg = compose_cfg(["dataset=qata", "dataset.root=" + str(tmp_path)])
+    OmegaConf.set_struct(cfg, False)
+    cfg.dataset.lr, cfg.dataset.align_weight = cfg.optim.lr, cfg.loss.align_weight  # as saved
+    check_config(cfg)
+    cfg.dataset.lr = 1.0  # disagrees with optim.lr: not silently dropped
+    with pytest.raises(ConfigError, match=r"dataset.lr is now optim.lr"):
+        check_config(cfg)
 
 
 def _hydra_dirs(overrides: list[str]) -> dict:
@@ -84,12 +125,10 @@ def test_the_training_sections_defaults_agree_with_conf():
     from tmc_lightning.training.module import SegmentationModule
     from tmc_lightning.training.settings import LossConfig, OptimConfig, PerfConfig
 
-    cfg = compose_cfg([])
-    for key, schema in (("optim", OptimConfig), ("perf", PerfConfig)):
+    cfg = OmegaConf.load(Path(CONF_DIR) / "train.yaml")  # as written, before any recipe
+    for key, schema in (("optim", OptimConfig), ("loss", LossConfig), ("perf", PerfConfig)):
         for field in dataclasses.fields(schema):
             written = OmegaConf.select(cfg, f"{key}.{field.name}")
-            if key == "optim" and field.name == "lr":  # the dataset's recipe sets it
-                continue
             assert written == field.default, (
                 f"{key}.{field.name}: conf {written} != {field.default}"
             )

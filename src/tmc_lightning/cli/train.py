@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from tmc_lightning.cli import resolvers  # noqa: F401  (registers the resolvers conf/ uses)
 from tmc_lightning.cli.common import USER_ERRORS, one_line_errors
+from tmc_lightning.data.datamodule import MOVED_KEYS
 from tmc_lightning.inference.checkpoint import CheckpointError, read_checkpoint
 from tmc_lightning.training.run import run
 from tmc_lightning.utils import CONF_DIR
@@ -38,6 +39,27 @@ def missing_checkpoint(argv: list[str]) -> str | None:
         except CheckpointError as err:
             return f"ckpt_path={value}: {err}"
     return None
+
+
+def moved_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``dataset.lr=`` / ``dataset.dice_weight=`` / ``dataset.align_weight=`` as their new keys.
+
+    The training recipe left ``conf/dataset/*.yaml`` for ``conf/recipe/``; commands written
+    before (sweeps included: ``dataset.lr=1e-3,3e-4``) keep working. Returns the rewritten
+    arguments and one note per rewritten key.
+    """
+    out, notes = [], []
+    for arg in argv:
+        plus = "+" * (len(arg) - len(arg.lstrip("+")))
+        key, sep, value = arg[len(plus) :].partition("=")
+        moved = MOVED_KEYS.get(key.removeprefix("dataset.")) if key.startswith("dataset.") else None
+        if sep and moved:
+            notes.append(
+                f"note: {key} is now {moved} (conf/recipe/<dataset>.yaml); using {moved}={value}"
+            )
+            arg = f"{moved}={value}"
+        out.append(arg)
+    return out, notes
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -77,6 +99,9 @@ def remove_unused_run_dir(run_dir: Path, hydra_subdir: str | None, log_name: str
 
 def main() -> float | None:
     """``tmc-train``: Hydra's command line, after checking a resume's checkpoint exists."""
+    sys.argv[1:], notes = moved_overrides(sys.argv[1:])
+    for note in notes:
+        print(note, file=sys.stderr)
     error = missing_checkpoint(sys.argv[1:])
     if error:
         print(f"error: {error}", file=sys.stderr)

@@ -373,9 +373,16 @@ DATAMODULES: dict[str, type[TextSegDataModule]] = {
 }
 
 
-# Dataset-config keys that are training recipe (read by the training factory), not DataModule
-# arguments.
-RECIPE_KEYS = ("name", "lr", "preset", "dice_weight", "align_weight")
+# Dataset-config keys that are not DataModule arguments: the dataset's name and the model preset
+# it trains by default (read by the training factory).
+RECIPE_KEYS = ("name", "preset")
+# Keys that moved to conf/recipe/ (optim.lr, loss.*): configs saved in run folders and
+# checkpoints before the move still carry them under dataset:, and still load.
+MOVED_KEYS = {
+    "lr": "optim.lr",
+    "dice_weight": "loss.dice_weight",
+    "align_weight": "loss.align_weight",
+}
 
 
 def datamodule_class(name: str | None) -> type[TextSegDataModule]:
@@ -409,7 +416,7 @@ def datamodule_from_config(
 
     ``tokenizer``: the pretrained text encoder's, unless the dataset names its own.
     """
-    kwargs = {k: v for k, v in settings.items() if k not in RECIPE_KEYS}
+    kwargs = {k: v for k, v in settings.items() if k not in RECIPE_KEYS and k not in MOVED_KEYS}
     if tokenizer is not None and not kwargs.get("tokenizer"):
         kwargs["tokenizer"] = tokenizer
     return build_datamodule(settings.get("name"), **kwargs)
