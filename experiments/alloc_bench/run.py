@@ -10,7 +10,11 @@ fp32 --dataset none``, glibc keeping freed blocks under 32 MiB as training does)
   back from the kernel each step, faulted in 4 KiB page by page, each page zeroed;
 - ``thp``: ``THP_MEM_ALLOC_ENABLE=1``: torch aligns blocks of 2 MiB and more to 2 MiB and
   asks for transparent huge pages (``madvise``), so a fault maps 2 MiB at once;
-- ``jemalloc``: Debian's libjemalloc2 preloaded (``LD_PRELOAD``), when it is installed.
+- ``glibc-nommap``: ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0``: no block is mmapped, so every
+  freed block stays in the heap for the next step;
+- ``jemalloc``: Debian's libjemalloc2 preloaded (``LD_PRELOAD``), when it is installed, with its
+  defaults, and ``jemalloc-keep`` with ``MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1``
+  (freed pages are never returned).
 
 The variable is read once, at a process's first allocation, so arms cannot share a process:
 each round runs one ``tmc-bench`` process per arm and batch, the arms' order rotating every
@@ -33,22 +37,40 @@ from pathlib import Path
 from tmc_lightning.utils import provenance, write_json_atomic, write_text_atomic
 
 JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+# glibc serves every block from the heap (no mmap at all), so nothing above 32 MiB is unmapped
+NOMMAP = "glibc.malloc.mmap_max=0"
+# jemalloc never hands freed pages back to the kernel (its default purges them after 10 s)
+JEMALLOC_KEEP = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 FIELDS = ("train_step_ms", "page_faults_per_step", "sys_s_per_step", "peak_mem_mb")
 
 
 def arms(requested: list[str]) -> dict[str, dict[str, str]]:
     """Each arm's environment changes; jemalloc only where the library is installed."""
     known = {
-        "glibc": {"THP_MEM_ALLOC_ENABLE": "0"},
-        "thp": {"THP_MEM_ALLOC_ENABLE": "1"},
-        "jemalloc": {"THP_MEM_ALLOC_ENABLE": "0", "LD_PRELOAD": str(JEMALLOC)},
+        "glibc": {"THP_MEM_ALLOC_ENABLE": "0", "TMC_ALLOCATOR": "glibc"},
+        "thp": {"THP_MEM_ALLOC_ENABLE": "1", "TMC_ALLOCATOR": "glibc"},
+        "glibc-nommap": {
+            "THP_MEM_ALLOC_ENABLE": "0",
+            "TMC_ALLOCATOR": "glibc",
+            "GLIBC_TUNABLES": NOMMAP,
+        },
+        "jemalloc": {
+            "THP_MEM_ALLOC_ENABLE": "0",
+            "LD_PRELOAD": str(JEMALLOC),
+            "MALLOC_CONF": "",  # its own defaults: freed pages purged after 10 s
+        },
+        "jemalloc-keep": {
+            "THP_MEM_ALLOC_ENABLE": "0",
+            "LD_PRELOAD": str(JEMALLOC),
+            "MALLOC_CONF": JEMALLOC_KEEP,
+        },
     }
     out = {}
     for name in requested:
         if name not in known:
             raise SystemExit(f"error: --arms {name}: one of {', '.join(known)}")
-        if name == "jemalloc" and not JEMALLOC.is_file():
-            print(f"skipping jemalloc: {JEMALLOC} is not installed (apt install libjemalloc2)")
+        if name.startswith("jemalloc") and not JEMALLOC.is_file():
+            print(f"skipping {name}: {JEMALLOC} is not installed (apt install libjemalloc2)")
             continue
         out[name] = known[name]
     return out
@@ -101,15 +123,15 @@ def main(argv: list[str]) -> None:
         for arm, per_batch in runs.items()
     }
     report = {**provenance(), "args": vars(args), "arms": chosen, "median": table, "runs": runs}
-    out = Path(args.out)
-    write_json_atomic(out.with_suffix(".json"), report)
-    lines = [
+    head = [
         f"# {args.model} {args.preset} train step (fp32, {args.image_size} px): memory arms",
         "",
         f"Machine: {report['machine_line']}  ",
         f"Command: `{report['command']}`  ",
         f"Commit: {report['git_commit']}; medians of {args.rounds} rounds, arms alternating.",
         "",
+    ]
+    lines = [
         "| arm | batch | step ms | ms / image | page faults / step | kernel s / step "
         "| kernel ms / image | peak MB |",
         "|---|---|---|---|---|---|---|---|",
@@ -121,8 +143,10 @@ def main(argv: list[str]) -> None:
                 f"| {m['page_faults_per_step']:.0f} | {m['sys_s_per_step']:.2f} "
                 f"| {1000 * m['sys_s_per_step'] / batch:.0f} | {m['peak_mem_mb']:.0f} |"
             )
-    write_text_atomic(out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    out = Path(args.out)
+    write_json_atomic(out.with_suffix(".json"), report)
+    write_text_atomic(out.with_suffix(".md"), "\n".join(head + lines) + "\n")
+    print("\n".join(head + lines))
 
 
 if __name__ == "__main__":

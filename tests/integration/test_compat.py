@@ -59,6 +59,8 @@ def test_datamodule_and_predictor_make_identical_inputs(cache_dir):
         )
 
 
+# Two command starts (~25 s): the same numbers are checked in-process above (evaluate, predict).
+@pytest.mark.slow
 def test_the_commands_accept_the_premove_checkpoint(cache_dir, tmp_path):
     """tmc-eval and tmc-predict as a user runs them, on the checkpoint of an earlier version."""
     import os

@@ -13,7 +13,8 @@ CKPT = Path(__file__).resolve().parents[1] / "fixtures" / "tmc_tiny_premove.ckpt
 TEXT = "text='Unilateral pulmonary infection, one infected area, lower left lung.'"
 
 
-@pytest.mark.parametrize("tool", ["predict", "explain"])
+# Both tools read the size through data/imageio.header_size; one command start (~10 s) each.
+@pytest.mark.parametrize("tool", ["predict", pytest.param("explain", marks=pytest.mark.slow)])
 def test_a_huge_png_is_one_error_line_and_writes_nothing(tool, tmp_path):
     huge = write_huge_png(tmp_path / "huge.png", 20000, 20000)
     out = tmp_path / ("pred" if tool == "predict" else "att.png")

@@ -117,60 +117,46 @@ RESUME = [
 ]
 
 
-def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
-    # The uninterrupted reference. Same seed, same metrics needs no second run of its own:
-    # each interrupted run below trains its first epoch in a fresh process and must end equal.
-    first = run(tiny_cfg(cache_dir, *RESUME), tmp_path / "a")
-    assert first["epochs_trained"] == 2
-
-    # Kill a run with SIGKILL during its second epoch, then resume from last.ckpt.
-    killed = tmp_path / "killed"
+def _start(cache_dir: Path, run_dir: Path) -> tuple[subprocess.Popen, Path]:
+    """A RESUME run in its own process, returned once it is into its second epoch."""
     env = {**os.environ, "TMC_CACHE_DIR": str(cache_dir)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "tmc_lightning.train",
-        *TINY,
-        *RESUME,
-        f"dataset.cache_dir={cache_dir}",
-        f"hydra.run.dir={killed}",
-    ]
+    cmd = [sys.executable, "-m", "tmc_lightning.train", *TINY, *RESUME]
+    cmd += [f"dataset.cache_dir={cache_dir}", f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    last = killed / "checkpoints" / "last.ckpt"
+    last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     time.sleep(0.3)  # into the second epoch
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "metrics.json").exists()
-    # Resume from the command line, as a user would, from another working folder: the run
-    # continues in its own folder and Hydra makes no new outputs/<date>/ folder.
-    elsewhere = tmp_path / "elsewhere"
+    return proc, last
+
+
+def _resume_from_the_command_line(last: Path, cache_dir: Path, elsewhere: Path) -> None:
+    """``python -m tmc_lightning.train ckpt_path=...`` as a user types it, from another folder:
+    the run continues in its own folder and Hydra makes no new outputs/<date>/ folder."""
     elsewhere.mkdir()
+    env = {**os.environ, "TMC_CACHE_DIR": str(cache_dir)}
     resume = [sys.executable, "-m", "tmc_lightning.train", f"ckpt_path={last}"]
     done = subprocess.run(resume, cwd=elsewhere, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(elsewhere.iterdir()) == []
-    assert len(list(killed.glob(".hydra-resume-*/overrides.yaml"))) == 1
-    assert (killed / ".hydra" / "config.yaml").is_file()  # the original record is kept
-    assert (killed / "train.log").read_text().count("resuming ") == 1
-    assert _metrics(killed) == _metrics(tmp_path / "a")
+    run_dir = last.parent.parent
+    assert len(list(run_dir.glob(".hydra-resume-*/overrides.yaml"))) == 1
+    assert (run_dir / ".hydra" / "config.yaml").is_file()  # the original record is kept
+    assert (run_dir / "train.log").read_text().count("resuming ") == 1
 
+
+def test_same_seed_same_metrics_and_resume_after_ctrl_c(cache_dir, tmp_path):
+    # The uninterrupted reference. Same seed, same metrics needs no second run of its own: the
+    # interrupted run trains its first epoch in a fresh process and must end equal.
+    first = run(tiny_cfg(cache_dir, *RESUME), tmp_path / "a")
+    assert first["epochs_trained"] == 2
     # Ctrl-C mid-epoch: last.ckpt at that step, a clean exit, and a resume to the same end.
     stopped = tmp_path / "sigint"
-    cmd[-1] = f"hydra.run.dir={stopped}"
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    last = stopped / "checkpoints" / "last.ckpt"
-    while not last.exists() and proc.poll() is None and time.time() < deadline + 300:
-        time.sleep(0.02)
-    time.sleep(0.3)  # into the second epoch
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc, last = _start(cache_dir, stopped)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1].decode()
     assert proc.returncode == 130, err[-2000:]
@@ -179,10 +165,21 @@ def test_same_seed_same_metrics_and_resume_after_kill(cache_dir, tmp_path):
     per_epoch = 64 // 4
     assert per_epoch < step < 2 * per_epoch  # saved mid-epoch, not at the epoch's end
     assert not (stopped / "metrics.json").exists()
-    # The command-line resume is checked above; this one resumes in this process (the same run())
-    run(tiny_cfg(cache_dir, f"ckpt_path={last}"), tmp_path / "unused")
-    assert not (tmp_path / "unused").exists()
+    _resume_from_the_command_line(last, cache_dir, tmp_path / "elsewhere")
     assert _metrics(stopped) == _metrics(tmp_path / "a")  # exactly the uninterrupted run
+
+
+@pytest.mark.slow  # ~30 s: a reference run and two command starts (make test-slow)
+def test_resume_after_sigkill_equals_the_uninterrupted_run(cache_dir, tmp_path):
+    """No chance to save: the run continues from the last epoch's end (last.ckpt)."""
+    run(tiny_cfg(cache_dir, *RESUME), tmp_path / "a")
+    killed = tmp_path / "killed"
+    proc, last = _start(cache_dir, killed)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists()
+    _resume_from_the_command_line(last, cache_dir, tmp_path / "elsewhere")
+    assert _metrics(killed) == _metrics(tmp_path / "a")
 
 
 def test_resume_from_a_missing_checkpoint_fails_before_any_folder(tmp_path, monkeypatch, capsys):

@@ -1,18 +1,15 @@
 """tmc-data check: the report on a good dataset and the exit code on a broken one."""
 
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from tests.helpers.layouts import TEXT, make_ariadne, make_lvit, pair
 from tmc_lightning.data.datamodule import build_datamodule
 from tmc_lightning.data.inspect import report
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_report_on_a_good_dataset(tmp_path, capsys):
@@ -36,20 +33,18 @@ def test_report_flags_what_would_stop_training(tmp_path, capsys):
     assert "images without masks/text: 1" in out and "2 problem(s)" in out
 
 
-def test_cli_exit_code(tmp_path):
+def test_cli_exit_code(tmp_path, monkeypatch, capsys):
+    from tmc_lightning.cli.data import cli
+
     root = make_lvit(tmp_path)
     (root / "Val_Folder" / "Val_text.xlsx").unlink()
-    cmd = [
-        sys.executable,
-        "-c",
-        "from tmc_lightning.cli.data import cli; cli()",
-        "check",
-        "dataset=qata",
-        f"dataset.root={root}",
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "ERROR: no text sheet for split 'val'" in proc.stdout
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["tmc-data", "check", "dataset=qata", f"dataset.root={root}"])
+    with pytest.raises(SystemExit) as exit_:
+        cli()
+    out = capsys.readouterr()
+    assert exit_.value.code == 1, out.out + out.err
+    assert "ERROR: no text sheet for split 'val'" in out.out
 
 
 def test_report_statistics_and_duplicates(tmp_path, capsys):

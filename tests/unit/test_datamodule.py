@@ -87,7 +87,8 @@ def test_unknown_dataset_setting_is_an_error_naming_it():
     # a synthetic-only key on a real dataset is unknown there
     with pytest.raises(ConfigError, match="dataset.n_train"):
         build_datamodule("qata", root="/data", n_train=4)
-    assert {"n_train", "root", "lr", "batch_size"} <= datamodule_keys("synthetic")
+    assert {"n_train", "root", "preset", "batch_size"} <= datamodule_keys("synthetic")
+    assert "lr" not in datamodule_keys("synthetic")  # the recipe: conf/recipe/, not the data
 
 
 def test_missing_root_names_the_layout(tmp_path):

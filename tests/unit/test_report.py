@@ -314,3 +314,38 @@ def test_precision_used_is_shown_and_mixed_precisions_are_noted(runs_dir, tmp_pa
     rows = read_rows(out / "report.csv")
     assert len(rows) == 8 and {r["n"] for r in rows.values()} == {"1"}
     assert "## Notes" not in (out / "report.md").read_text()
+
+
+def test_share_of_the_gap_closed_matches_hand_computed_ratios(runs_dir, tmp_path):
+    """neither (floor) -> TMC (ceiling): each configuration between closes (X - floor) / gap."""
+    from tmc_lightning.metrics import bootstrap_indices
+
+    pairs = [("mcm=true, align=false", "mcm=false, align=true")]
+    groups = {True: {}, False: {}}
+    out = build_report(
+        runs_dir,
+        out=tmp_path / "rep",
+        group_by=["model.mcm", "model.align"],
+        compare=pairs,
+        gap=("mcm=false, align=false", "mcm=true, align=true"),
+    )
+    md = (out / "report.md").read_text()
+    section = md.split("## Share of the gap closed")[1].split("\n## ")[0]
+    floor, ceiling = seed_mean(False, False), seed_mean(True, True)
+    gap = ceiling - floor
+    draws = bootstrap_indices(len(IMAGES))
+    for mcm, align in ((True, False), (False, True)):
+        x = seed_mean(mcm, align) - floor
+        share = x.mean() / gap.mean()
+        boot = x[draws].mean(axis=1) / gap[draws].mean(axis=1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        groups[mcm][align] = share
+        line = next(ln for ln in section.splitlines() if f"mcm={mcm}, align={align}".lower() in ln)
+        assert f"{100 * share:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%)" in line, line
+        assert 0 < share < 1
+    # the compared pair between the ends: the difference of their shares
+    diff = groups[True][False] - groups[False][True]
+    contrast = section.split("share A − share B")[1]
+    assert f"| {100 * diff:+.1f}% (" in contrast
+    # the floor and the ceiling are not rows of their own
+    assert "mcm=true, align=true) |" not in section.split("share A")[0].split("|---|---:|---:|")[1]

@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         "(default: the best two)",
     )
     p.add_argument(
+        "--gap",
+        nargs=2,
+        metavar=("FLOOR", "CEILING"),
+        help="the share of the Dice gap between these two configurations (id or label; e.g. 25%% "
+        "and 100%% of the masks) that each other one closes, with bootstrap CIs",
+    )
+    p.add_argument(
         "--wandb",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             [tuple(c) for c in args.compare] if args.compare else None,
             wandb_default() if args.wandb is None else args.wandb,
             args.skip_incomplete,
+            tuple(args.gap) if args.gap else None,
         )
     except ReportError as err:
         print(f"tmc-report: error: {err}", file=sys.stderr)

@@ -28,7 +28,7 @@ from tmc_lightning.reporting.runs import (
     mixed_keys,
     summarise,
 )
-from tmc_lightning.reporting.stats import paired_test, paper_dice, pick
+from tmc_lightning.reporting.stats import gap_closed, paired_test, paper_dice, pick
 from tmc_lightning.reporting.tables import (
     rel_path,
     table_rows,
@@ -77,6 +77,7 @@ def build_report(
     compare: tuple[str, str] | list[tuple[str, str]] | None = None,
     use_wandb: bool = False,
     skip_incomplete: bool = False,
+    gap: tuple[str, str] | None = None,
 ) -> Path:
     """Write report.md/.csv/.tex, runs.csv and plots for the runs under ``root``; returns --out.
 
@@ -106,6 +107,17 @@ def build_report(
         ranked = sorted(groups, key=lambda g: -np.nan_to_num(g.score(split), nan=-1.0))
         tests = [paired_test(ranked[0], ranked[1])] if len(ranked) > 1 else []
 
+    closed = None
+    if gap:  # e.g. 25% of the masks (floor) and 100% (ceiling); contrasts: compared pairs between
+        low, high = pick(groups, gap[0]), pick(groups, gap[1])
+        ends = {low.id, high.id}
+        between = [
+            (t["a"], t["b"])
+            for t in tests
+            if "error" not in t and not {t["a"].id, t["b"].id} & ends
+        ]
+        closed = gap_closed(groups, low, high, between)
+
     with atomic_folder(out, replace=True) as tmp:  # an earlier report goes once this one is whole
         plots = [tmp / "ablation_bars.png", tmp / "val_dice_curves.png"]
         plot_bars(groups, plots[0])
@@ -119,7 +131,16 @@ def build_report(
         write_csv(groups, keys, tmp / "report.csv")
         write_tex(groups, tmp / "report.tex")
         write_markdown(
-            root, groups, varying, constants, tests, notes, plots, wandb_dir, tmp / "report.md"
+            root,
+            groups,
+            varying,
+            constants,
+            tests,
+            notes,
+            plots,
+            wandb_dir,
+            tmp / "report.md",
+            gap=closed,
         )
         with (tmp / "runs.csv").open("w", newline="") as f:
             w = csv.writer(f)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
-from tmc_lightning.metrics import bootstrap_mean_ci
+from tmc_lightning.metrics import bootstrap_indices, bootstrap_mean_ci
 from tmc_lightning.reporting.runs import (
     DATASET_ALIASES,
     PAPER_QATA_ABLATION,
@@ -87,3 +87,58 @@ def pick(groups: list[Group], ref: str) -> Group:
         found = "matches several" if hits else "matches none"
         raise ReportError(f"--compare {ref!r} {found} of the configurations ({listing})")
     return hits[0]
+
+
+def gap_closed(
+    groups: list[Group], low: Group, high: Group, contrasts: list[tuple[Group, Group]] = ()
+) -> dict[str, Any]:
+    """How much of the Dice gap between a floor and a ceiling configuration each other one closes.
+
+    E.g. 25% of the masks (floor) against 100% (ceiling), and the semi-supervised methods
+    between. Per-image Dice is averaged over each configuration's seeds, on the images every
+    configuration has (test split where all have it, else val). A configuration's share is
+    ``mean(X - floor) / mean(ceiling - floor)``; a contrast (A, B) is A's share minus B's (what
+    A adds over B, e.g. the text's loss). The 95% CIs resample images with
+    :func:`~tmc_lightning.metrics.bootstrap_indices`, the same draws for every ratio.
+    """
+    for split in ("test", "val"):
+        dice = {g.id: per_image_dice(g, split) for g in groups}
+        if all(d is not None for d in dice.values()):
+            break
+    else:
+        return {"error": "per_image_<split>.csv missing in some runs"}
+    names = sorted(set.intersection(*(set(d) for d in dice.values())))
+    if len(names) < 2:
+        return {"error": f"fewer than 2 images in common on {split}"}
+    x = {gid: np.array([d[n] for n in names]) for gid, d in dice.items()}
+    draws = bootstrap_indices(len(names))
+    gap = x[high.id] - x[low.id]
+    gap_b = gap[draws].mean(axis=1)
+    if gap.mean() <= 0 or np.any(gap_b <= 0):
+        return {
+            "error": f"{high.label} is not above {low.label} on every resample: no gap to close"
+        }
+
+    def share(diff: np.ndarray) -> tuple[float, tuple[float, float]]:
+        boot = diff[draws].mean(axis=1) / gap_b
+        return float(diff.mean() / gap.mean()), tuple(np.percentile(boot, [2.5, 97.5]).tolist())
+
+    rows = []
+    for g in groups:
+        if g.id not in (low.id, high.id):
+            value, ci = share(x[g.id] - x[low.id])
+            rows.append({"group": g, "share": value, "ci": ci, "dice": float(x[g.id].mean())})
+    pairs = []
+    for a, b in contrasts:
+        value, ci = share(x[a.id] - x[b.id])
+        pairs.append({"a": a, "b": b, "share": value, "ci": ci})
+    return {
+        "split": split,
+        "n": len(names),
+        "low": low,
+        "high": high,
+        "gap": float(gap.mean()),
+        "gap_ci": tuple(np.percentile(gap_b, [2.5, 97.5]).tolist()),
+        "rows": rows,
+        "contrasts": pairs,
+    }

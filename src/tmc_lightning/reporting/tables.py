@@ -132,6 +132,37 @@ def paired_lines(tests: list[dict[str, Any]]) -> list[str]:
     return out + ([""] + notes if notes else [])
 
 
+def gap_lines(gap: dict[str, Any]) -> list[str]:
+    """The share of the floor-to-ceiling gap each configuration closes (reporting/stats.py)."""
+    if "error" in gap:
+        return [f"Not computed: {gap['error']}."]
+    lo, hi = gap["gap_ci"]
+    out = [
+        f"Gap: {_name(gap['high'])} − {_name(gap['low'])} = {100 * gap['gap']:+.2f} Dice points "
+        f"(95% CI {100 * lo:+.2f} to {100 * hi:+.2f}) per image on {gap['split']} "
+        f"({gap['n']} images, each configuration's seeds averaged). Share closed = "
+        "(configuration − floor) / (ceiling − floor); 95% bootstrap CIs over images.",
+        "",
+        "| configuration | per-image Dice | share of the gap closed (95% CI) |",
+        "|---|---:|---:|",
+    ]
+    for r in gap["rows"]:
+        lo, hi = r["ci"]
+        out.append(
+            f"| {_name(r['group'])} | {100 * r['dice']:.2f} | "
+            f"{100 * r['share']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) |"
+        )
+    if gap["contrasts"]:
+        out += ["", "| A | B | share A − share B (95% CI) |", "|---|---|---:|"]
+        for c in gap["contrasts"]:
+            lo, hi = c["ci"]
+            out.append(
+                f"| {_name(c['a'])} | {_name(c['b'])} | "
+                f"{100 * c['share']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) |"
+            )
+    return out
+
+
 def _name(g: Group) -> str:
     return f"{g.id} ({g.label})"
 
@@ -141,7 +172,7 @@ def _minutes(seconds: float | None) -> str:
 
 
 def write_markdown(
-    root: Path, groups, varying, constants, tests, notes, plots, wandb_dir, path: Path
+    root: Path, groups, varying, constants, tests, notes, plots, wandb_dir, path: Path, gap=None
 ) -> None:
     header, rows = table_rows(groups)
     n_runs = sum(len(g.runs) for g in groups)
@@ -167,6 +198,8 @@ def write_markdown(
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out += ["", "## Paired tests (Wilcoxon signed-rank on per-image Dice)", ""]
     out += paired_lines(tests)
+    if gap is not None:
+        out += ["", "## Share of the gap closed", ""] + gap_lines(gap)
     out += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     out += [
         "",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 # mallopt(3) parameters (malloc.h)
@@ -50,3 +51,10 @@ def keep_freed_memory() -> str:
     if failed:
         return f"partly set: mallopt refused parameter(s) {failed}"
     return "glibc malloc keeps freed memory (mmap threshold 32 MiB, no heap trimming)"
+
+
+def allocator_in_use() -> str:
+    """What serves this process's memory (jemalloc where the commands preload it: cli/preload.py)."""
+    if "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return f"jemalloc (LD_PRELOAD, MALLOC_CONF={os.environ.get('MALLOC_CONF', '')})"
+    return "glibc malloc"

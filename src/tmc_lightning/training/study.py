@@ -52,6 +52,7 @@ class Study:
     root: str | None = None  # default dataset.root passed to every run (None: the config's)
     paper_dataset: str | None = None  # the paper's figures beside each row (tmc-report)
     order: str = "seed"  # "seed": every row's first seed, then every second; "row": row by row
+    gap: tuple[str, str] | None = None  # report: share of the floor-to-ceiling gap (row labels)
     doc: str = field(default="", compare=False)
 
     @classmethod
@@ -208,6 +209,7 @@ def write_report(study: Study, args: argparse.Namespace) -> Path:
         group_by=["label"],
         paper_dataset=study.paper_dataset,
         compare=compare or None,
+        gap=study.gap if study.gap and set(study.gap) <= labels else None,
     )
 
 
