@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 # PYTHONDONTWRITEBYTECODE is set, as on this project's machines, it never does: every process
 # then recompiled torch, transformers & co., and importing them took 23-26 s instead of 8. Compiling
 # the whole venv ahead (compileall: 20,000 files, ~50 CPU-s, most never imported) cost more than
-# letting the first process compile the ~5,000 modules it imports, so the targets below unset it.
+# compiling the ~5,000 modules a training imports, so the targets below unset it and the install
+# ends by importing the training command once (commands run outside make then find them compiled).
 unexport PYTHONDONTWRITEBYTECODE
+WARM := $(PY) -c "import tmc_lightning.cli.train"
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
@@ -23,6 +25,7 @@ install: $(STAMP) ## create .venv and install the package with dev tools (idempo
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
+	$(WARM)
 	touch $(STAMP)
 
 train: install ## train TMC (small) on the embedded synthetic set; pass ARGS="key=value ..."

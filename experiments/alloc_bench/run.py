@@ -41,6 +41,8 @@ JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 NOMMAP = "glibc.malloc.mmap_max=0"
 # jemalloc never hands freed pages back to the kernel (its default purges them after 10 s)
 JEMALLOC_KEEP = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+# An allocator this runner itself may run under: no arm inherits it
+INHERITED = ("LD_PRELOAD", "MALLOC_CONF", "TMC_ALLOCATOR", "TMC_ALLOCATOR_PRELOADED")
 FIELDS = ("train_step_ms", "page_faults_per_step", "sys_s_per_step", "peak_mem_mb")
 
 
@@ -86,7 +88,8 @@ def bench_once(model: str, batch: int, env: dict[str, str], args: argparse.Names
             "--warmup", str(args.warmup), "--dataset", "none", "--matmul-seconds", "1",
             "--out", str(out),
         ]  # fmt: skip
-        proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
+        base = {k: v for k, v in os.environ.items() if k not in INHERITED}  # this runner's own
+        proc = subprocess.run(cmd, env={**base, **env}, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"error: tmc-bench failed under {env}:\n{proc.stderr[-2000:]}")
         row = json.loads(out.with_suffix(".json").read_text())["rows"][0]

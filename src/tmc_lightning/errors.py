@@ -29,3 +29,13 @@ def check_keys(given: Iterable[str], valid: Iterable[str], where: str) -> None:
     hint = f"did you mean {near[0]}? " if near else ""
     more = f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
     raise ConfigError(f"{where}.{key}: unknown key{more}; {hint}valid keys: {', '.join(valid)}")
+
+
+# dataset: keys that moved to conf/recipe/ (where optim.lr and loss.* are set per dataset).
+# Configs saved in run folders and checkpoints before the move still carry them under dataset:
+# beside the optim/loss values that won then too; readers drop them.
+MOVED_KEYS = {
+    "lr": "optim.lr",
+    "dice_weight": "loss.dice_weight",
+    "align_weight": "loss.align_weight",
+}

@@ -80,16 +80,27 @@ def test_old_dataset_recipe_overrides_become_the_new_keys():
 
 
 def test_a_config_saved_before_the_move_still_checks(tmp_path):
-    from tmc_lightning.errors import ConfigError
+    """Saved run configs held dataset.lr etc. beside optim/loss, whose value won: it still does."""
     from tmc_lightning.training.factory import check_config
 
-    cfg = compose_cfg(["dataset=qata", "dataset.root=" + str(tmp_path)])
+    cfg = compose_cfg(["dataset=qata", "dataset.root=" + str(tmp_path), "loss.align_weight=0.001"])
     OmegaConf.set_struct(cfg, False)
-    cfg.dataset.lr, cfg.dataset.align_weight = cfg.optim.lr, cfg.loss.align_weight  # as saved
+    cfg.dataset.lr, cfg.dataset.align_weight = cfg.optim.lr, 0.01  # as the ablations saved them
     check_config(cfg)
-    cfg.dataset.lr = 1.0  # disagrees with optim.lr: not silently dropped
-    with pytest.raises(ConfigError, match=r"dataset.lr is now optim.lr"):
-        check_config(cfg)
+    assert cfg.loss.align_weight == 0.001
+
+
+def test_a_dataset_without_a_recipe_trains_with_the_defaults(tmp_path):
+    """A user's own dataset config (no conf/recipe/<name>.yaml) composes, with train.yaml's."""
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "mine.yaml").write_text(
+        (Path(CONF_DIR) / "dataset/custom.yaml").read_text()
+    )
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra.searchpath=[file://{tmp_path}]", "dataset=mine"])
+    assert (cfg.optim.lr, cfg.loss.dice_weight, cfg.loss.align_weight) == (3e-4, 0.0, 0.1)
 
 
 def _hydra_dirs(overrides: list[str]) -> dict:

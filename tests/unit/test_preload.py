@@ -46,9 +46,33 @@ def test_a_command_restarts_once_with_the_library_and_its_settings(installed):
 
 def test_the_users_settings_win(installed):
     assert preload_command({SWITCH: "glibc"}, CMD) is None
-    assert preload_command({"LD_PRELOAD": "/opt/libjemalloc.so"}, CMD) is None
-    _, env = preload_command({"MALLOC_CONF": "narenas:1", "LD_PRELOAD": "/x/libfoo.so"}, CMD)
-    assert env["MALLOC_CONF"] == "narenas:1" and env["LD_PRELOAD"] == f"{LIB} /x/libfoo.so"
+    assert preload_command({SWITCH: "GLIBC"}, CMD) is None
+    assert preload_command({"LD_PRELOAD": "/opt/libtcmalloc.so.4"}, CMD) is None  # their own
+    _, env = preload_command({"MALLOC_CONF": "narenas:1"}, CMD)
+    assert env["MALLOC_CONF"] == "narenas:1" and env["LD_PRELOAD"] == LIB
+
+
+def test_gpu_machines_and_machines_without_the_library_stay_on_glibc(monkeypatch, tmp_path):
+    monkeypatch.setattr(preload, "JEMALLOC_PATHS", (str(tmp_path / "libjemalloc.so.2"),))
+    monkeypatch.setattr(preload, "GPU_DEVICE", tmp_path / "nvidiactl")
+    assert preload.jemalloc_path() is None  # not installed
+    (tmp_path / "libjemalloc.so.2").touch()
+    assert preload.jemalloc_path() == str(tmp_path / "libjemalloc.so.2")
+    (tmp_path / "nvidiactl").touch()
+    assert preload.jemalloc_path() is None  # an NVIDIA GPU here: glibc, as measured so far
+
+
+def test_a_failed_restart_goes_on(installed, monkeypatch):
+    def refuse(*args):
+        raise OSError("no such file")
+
+    monkeypatch.setattr(preload.os, "execve", refuse)
+    monkeypatch.setattr(preload.sys, "orig_argv", CMD)
+    monkeypatch.delenv(DONE, raising=False)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv(SWITCH, raising=False)
+    preload.preload_jemalloc()  # no exception: the command carries on under glibc
+    assert os.environ[DONE] == "1"
 
 
 def test_nothing_happens_without_the_library(monkeypatch):

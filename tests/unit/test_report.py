@@ -343,9 +343,19 @@ def test_share_of_the_gap_closed_matches_hand_computed_ratios(runs_dir, tmp_path
         line = next(ln for ln in section.splitlines() if f"mcm={mcm}, align={align}".lower() in ln)
         assert f"{100 * share:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%)" in line, line
         assert 0 < share < 1
+        by_seed = [
+            (per_image(mcm, align, s) - per_image(False, False, s)).mean()
+            / (per_image(True, True, s) - per_image(False, False, s)).mean()
+            for s in SEEDS
+        ]
+        assert f"| 1: {100 * by_seed[0]:+.0f}%, 2: {100 * by_seed[1]:+.0f}% |" in line, line
     # the compared pair between the ends: the difference of their shares
     diff = groups[True][False] - groups[False][True]
     contrast = section.split("share A − share B")[1]
     assert f"| {100 * diff:+.1f}% (" in contrast
     # the floor and the ceiling are not rows of their own
-    assert "mcm=true, align=true) |" not in section.split("share A")[0].split("|---|---:|---:|")[1]
+    assert (
+        "mcm=true, align=true) |" not in section.split("share A")[0].split("|---|---:|---:|---|")[1]
+    )
+    with pytest.raises(ReportError, match="--gap 'nosuch' matches none"):
+        build_report(runs_dir, out=tmp_path / "r2", gap=("nosuch", "mcm=true, align=true"))

@@ -5,38 +5,43 @@ block above its 32 MiB mmap ceiling back to the kernel when it is freed, so the 
 faults it in again, 4 KiB page by 4 KiB page, each page zeroed (``training/allocator.py`` keeps
 the smaller blocks). jemalloc, told never to return freed pages
 (``MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1``), reuses all of them. Measured on LViT
-``paper`` at batch 8 (``experiments/alloc_bench/``): 1.35 million page faults and 3.0 kernel
-seconds per step with glibc, about 200 and 0.02 s with jemalloc, the step 9% faster; at batch
-2 the same speed.
+``paper`` at batch 8 on a 2-core CPU (``experiments/alloc_bench/``): 1.4 million page faults
+and 3.1 kernel seconds per step with glibc, 208 and 0.02 s with jemalloc, the step 12% faster
+(13.0 -> 11.5 s); at batch 2 within glibc's own spread between rounds.
 
 A preload must be in place before the process starts, so a command that finds Debian's
 ``libjemalloc2`` (``apt install libjemalloc2``) and does not run under it yet starts itself
 again, once, with ``LD_PRELOAD`` set, before anything heavy is imported. ``TMC_ALLOCATOR=glibc``
-turns this off; a ``MALLOC_CONF`` or ``LD_PRELOAD`` of the user's own is kept. Only commands
+turns this off; a ``MALLOC_CONF`` of the user's own is kept, and a process with an
+``LD_PRELOAD`` of its own (another allocator, say) is left as it is. Machines with an NVIDIA
+GPU are left on glibc too: the gain was measured for CPU training, and with freed pages never
+returned, the memory a many-core GPU host keeps has not been measured. Only commands
 re-execute (``tmc-*`` scripts and ``python -m tmc_lightning.<command>``): importing the package
-from Python or pytest changes nothing.
+from Python or pytest changes nothing, and if the restart itself fails the command goes on.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from pathlib import Path
 
-# Where Debian/Ubuntu (both architectures) and Fedora put the library
+# Where Debian/Ubuntu (this machine's architecture) and Fedora put the library
 JEMALLOC_PATHS = (
-    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
-    "/usr/lib64/libjemalloc.so.2",
-    "/usr/lib/libjemalloc.so.2",
+    f"/usr/lib/{platform.machine()}-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2" if platform.machine() == "x86_64" else "",
 )
+GPU_DEVICE = Path("/dev/nvidiactl")  # the NVIDIA driver's control device
 KEEP_PAGES = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 SWITCH = "TMC_ALLOCATOR"  # auto (default): jemalloc where installed | glibc
 DONE = "TMC_ALLOCATOR_PRELOADED"  # set in the re-executed process: never a second exec
 
 
 def jemalloc_path() -> str | None:
-    return next((p for p in JEMALLOC_PATHS if Path(p).is_file()), None)
+    if GPU_DEVICE.exists():
+        return None
+    return next((p for p in JEMALLOC_PATHS if p and Path(p).is_file()), None)
 
 
 def started_as_command(argv: list[str] | None = None) -> bool:
@@ -51,14 +56,14 @@ def started_as_command(argv: list[str] | None = None) -> bool:
 
 def preload_command(env: dict[str, str], argv: list[str]) -> tuple[list[str], dict] | None:
     """The command line and environment to re-execute under jemalloc, or None to go on."""
-    if not sys.platform.startswith("linux") or env.get(SWITCH, "auto") == "glibc":
+    if not sys.platform.startswith("linux") or env.get(SWITCH, "auto").lower() == "glibc":
         return None
-    if env.get(DONE) or "jemalloc" in env.get("LD_PRELOAD", ""):
+    if env.get(DONE) or env.get("LD_PRELOAD"):  # restarted already, or the user's own preload
         return None
     lib = jemalloc_path()
     if lib is None or not started_as_command(argv):
         return None
-    new = {**env, DONE: "1", "LD_PRELOAD": f"{lib} {env.get('LD_PRELOAD', '')}".strip()}
+    new = {**env, DONE: "1", "LD_PRELOAD": lib}
     new.setdefault("MALLOC_CONF", KEEP_PAGES)
     return [sys.executable, *argv[1:]], new
 
@@ -69,7 +74,10 @@ def preload_jemalloc() -> None:
     if got is not None:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(got[0][0], got[0], got[1])
+        try:
+            os.execve(got[0][0], got[0], got[1])
+        except OSError:  # no executable to restart (an embedded interpreter): go on with glibc
+            os.environ[DONE] = "1"
 
 
 if __name__ == "__main__":  # python -m tmc_lightning.cli.preload: what the commands run under

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from tmc_lightning.cli import resolvers  # noqa: F401  (registers the resolvers conf/ uses)
 from tmc_lightning.cli.common import USER_ERRORS, one_line_errors
-from tmc_lightning.data.datamodule import MOVED_KEYS
+from tmc_lightning.errors import MOVED_KEYS
 from tmc_lightning.inference.checkpoint import CheckpointError, read_checkpoint
 from tmc_lightning.training.run import run
 from tmc_lightning.utils import CONF_DIR

@@ -39,7 +39,7 @@ from tmc_lightning.data.samplers import EpochShuffleSampler, ResumableLoader, Sh
 from tmc_lightning.data.text import build_wordpiece, encode, load_pretrained
 from tmc_lightning.data.transforms import train_transform
 from tmc_lightning.data.triples import TripleDataset
-from tmc_lightning.errors import ConfigError, check_keys
+from tmc_lightning.errors import MOVED_KEYS, ConfigError, check_keys
 from tmc_lightning.paths import cache_root
 
 SPLITS = ("train", "val", "test")
@@ -376,13 +376,6 @@ DATAMODULES: dict[str, type[TextSegDataModule]] = {
 # Dataset-config keys that are not DataModule arguments: the dataset's name and the model preset
 # it trains by default (read by the training factory).
 RECIPE_KEYS = ("name", "preset")
-# Keys that moved to conf/recipe/ (optim.lr, loss.*): configs saved in run folders and
-# checkpoints before the move still carry them under dataset:, and still load.
-MOVED_KEYS = {
-    "lr": "optim.lr",
-    "dice_weight": "loss.dice_weight",
-    "align_weight": "loss.align_weight",
-}
 
 
 def datamodule_class(name: str | None) -> type[TextSegDataModule]:

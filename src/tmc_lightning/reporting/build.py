@@ -109,7 +109,7 @@ def build_report(
 
     closed = None
     if gap:  # e.g. 25% of the masks (floor) and 100% (ceiling); contrasts: compared pairs between
-        low, high = pick(groups, gap[0]), pick(groups, gap[1])
+        low, high = pick(groups, gap[0], "--gap"), pick(groups, gap[1], "--gap")
         ends = {low.id, high.id}
         between = [
             (t["a"], t["b"])

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from tmc_lightning.errors import MOVED_KEYS
+
 LABEL_KEY = "label"  # a run's own name for its configuration (config key ``label``)
 DEFAULT_KEYS = ("model.name", "model.mcm", "model.align", "loss.align_weight", "dataset.name")
 SPLITS = ("val", "test")
@@ -106,6 +108,8 @@ def load_run(folder: Path) -> Run:
         config = _flatten(OmegaConf.to_container(OmegaConf.load(folder / "config.yaml")))
     except Exception as err:  # noqa: BLE001 - any parse failure is the same problem for the user
         raise ReportError(f"cannot read run folder {folder}: {err}") from None
+    for key in MOVED_KEYS:  # saved before the recipe left dataset/: optim.lr and loss.* hold it
+        config.pop(f"dataset.{key}", None)
     used = metrics.get("precision")
     if isinstance(used, dict) and used.get("used") is not None:
         config[PRECISION_KEY] = str(used["used"])

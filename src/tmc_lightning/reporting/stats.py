@@ -77,7 +77,7 @@ def paired_test(a: Group, b: Group) -> dict[str, Any]:
     return out
 
 
-def pick(groups: list[Group], ref: str) -> Group:
+def pick(groups: list[Group], ref: str, flag: str = "--compare") -> Group:
     """A configuration by id (C2 or 2), exact label, or a unique piece of its label."""
     ref_id = ref.upper() if ref.upper().startswith("C") else f"C{ref}"
     hits = [g for g in groups if g.id == ref_id or g.label == ref]
@@ -85,7 +85,7 @@ def pick(groups: list[Group], ref: str) -> Group:
     if len(hits) != 1:
         listing = "; ".join(f"{g.id}: {g.label}" for g in groups)
         found = "matches several" if hits else "matches none"
-        raise ReportError(f"--compare {ref!r} {found} of the configurations ({listing})")
+        raise ReportError(f"{flag} {ref!r} {found} of the configurations ({listing})")
     return hits[0]
 
 
@@ -101,44 +101,83 @@ def gap_closed(
     A adds over B, e.g. the text's loss). The 95% CIs resample images with
     :func:`~tmc_lightning.metrics.bootstrap_indices`, the same draws for every ratio.
     """
+    ends = (low, high)
     for split in ("test", "val"):
         dice = {g.id: per_image_dice(g, split) for g in groups}
-        if all(d is not None for d in dice.values()):
+        if all(dice[g.id] is not None for g in ends):
             break
     else:
-        return {"error": "per_image_<split>.csv missing in some runs"}
-    names = sorted(set.intersection(*(set(d) for d in dice.values())))
+        return {"error": f"per_image_<split>.csv missing in runs of {low.label} or {high.label}"}
+    skipped = [g for g in groups if dice[g.id] is None]  # older runs without the CSV
+    groups = [g for g in groups if dice[g.id] is not None]
+    names = sorted(set.intersection(*(set(dice[g.id]) for g in groups)))
     if len(names) < 2:
         return {"error": f"fewer than 2 images in common on {split}"}
-    x = {gid: np.array([d[n] for n in names]) for gid, d in dice.items()}
+    x = {g.id: np.array([dice[g.id][n] for n in names]) for g in groups}
     draws = bootstrap_indices(len(names))
     gap = x[high.id] - x[low.id]
     gap_b = gap[draws].mean(axis=1)
-    if gap.mean() <= 0 or np.any(gap_b <= 0):
+    gap_ci = tuple(np.percentile(gap_b, [2.5, 97.5]).tolist())
+    if gap_ci[0] <= 0:
         return {
-            "error": f"{high.label} is not above {low.label} on every resample: no gap to close"
+            "error": f"{high.label} is not clearly above {low.label} (95% CI of the gap "
+            f"{100 * gap_ci[0]:+.2f} to {100 * gap_ci[1]:+.2f} Dice points): no gap to share"
         }
 
     def share(diff: np.ndarray) -> tuple[float, tuple[float, float]]:
         boot = diff[draws].mean(axis=1) / gap_b
         return float(diff.mean() / gap.mean()), tuple(np.percentile(boot, [2.5, 97.5]).tolist())
 
+    by_seed = {g.id: per_seed_dice(g, split) for g in groups}
     rows = []
     for g in groups:
         if g.id not in (low.id, high.id):
             value, ci = share(x[g.id] - x[low.id])
-            rows.append({"group": g, "share": value, "ci": ci, "dice": float(x[g.id].mean())})
+            seeds = seed_shares(by_seed[g.id], by_seed[low.id], by_seed[high.id])
+            rows.append(
+                {
+                    "group": g,
+                    "share": value,
+                    "ci": ci,
+                    "dice": float(x[g.id].mean()),
+                    "seeds": seeds,
+                }
+            )
     pairs = []
     for a, b in contrasts:
-        value, ci = share(x[a.id] - x[b.id])
-        pairs.append({"a": a, "b": b, "share": value, "ci": ci})
+        if a.id in x and b.id in x:
+            value, ci = share(x[a.id] - x[b.id])
+            pairs.append({"a": a, "b": b, "share": value, "ci": ci})
     return {
         "split": split,
         "n": len(names),
         "low": low,
         "high": high,
         "gap": float(gap.mean()),
-        "gap_ci": tuple(np.percentile(gap_b, [2.5, 97.5]).tolist()),
+        "gap_ci": gap_ci,
         "rows": rows,
         "contrasts": pairs,
+        "skipped": skipped,
     }
+
+
+def per_seed_dice(group: Group, split: str) -> dict[Any, dict[str, float]]:
+    """Each run's per-image Dice, by its seed."""
+    out = {}
+    for r in group.runs:
+        with (r.path / f"per_image_{split}.csv").open() as f:
+            out[r.config.get("seed")] = {
+                row["name"]: float(row["dice"]) for row in csv.DictReader(f)
+            }
+    return out
+
+
+def seed_shares(x: dict, low: dict, high: dict) -> dict[Any, float]:
+    """The share closed seed by seed (runs paired by their seed), where all three have it."""
+    out = {}
+    for seed in sorted(set(x) & set(low) & set(high), key=str):
+        names = sorted(set(x[seed]) & set(low[seed]) & set(high[seed]))
+        gap = np.mean([high[seed][n] - low[seed][n] for n in names]) if names else 0.0
+        if gap > 0:
+            out[seed] = float(np.mean([x[seed][n] - low[seed][n] for n in names]) / gap)
+    return out

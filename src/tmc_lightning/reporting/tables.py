@@ -141,16 +141,19 @@ def gap_lines(gap: dict[str, Any]) -> list[str]:
         f"Gap: {_name(gap['high'])} − {_name(gap['low'])} = {100 * gap['gap']:+.2f} Dice points "
         f"(95% CI {100 * lo:+.2f} to {100 * hi:+.2f}) per image on {gap['split']} "
         f"({gap['n']} images, each configuration's seeds averaged). Share closed = "
-        "(configuration − floor) / (ceiling − floor); 95% bootstrap CIs over images.",
+        "(configuration − floor) / (ceiling − floor). The 95% bootstrap CIs resample images and "
+        "leave out the variation between seeds: the last column shows it, each seed's runs "
+        "compared with the same seed's floor and ceiling.",
         "",
-        "| configuration | per-image Dice | share of the gap closed (95% CI) |",
-        "|---|---:|---:|",
+        "| configuration | per-image Dice | share of the gap closed (95% CI) | by seed |",
+        "|---|---:|---:|---|",
     ]
     for r in gap["rows"]:
         lo, hi = r["ci"]
+        seeds = ", ".join(f"{s}: {100 * v:+.0f}%" for s, v in r["seeds"].items()) or "—"
         out.append(
             f"| {_name(r['group'])} | {100 * r['dice']:.2f} | "
-            f"{100 * r['share']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) |"
+            f"{100 * r['share']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) | {seeds} |"
         )
     if gap["contrasts"]:
         out += ["", "| A | B | share A − share B (95% CI) |", "|---|---|---:|"]
@@ -160,6 +163,9 @@ def gap_lines(gap: dict[str, Any]) -> list[str]:
                 f"| {_name(c['a'])} | {_name(c['b'])} | "
                 f"{100 * c['share']:+.1f}% ({100 * lo:+.1f}% to {100 * hi:+.1f}%) |"
             )
+    if gap["skipped"]:
+        names = ", ".join(_name(g) for g in gap["skipped"])
+        out += ["", f"Left out (runs without per-image scores): {names}."]
     return out
 
 

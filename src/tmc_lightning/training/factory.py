@@ -14,12 +14,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from tmc_lightning.data.datamodule import (
-    MOVED_KEYS,
     TextSegDataModule,
     datamodule_from_config,
     datamodule_keys,
 )
-from tmc_lightning.errors import ConfigError, check_keys
+from tmc_lightning.errors import MOVED_KEYS, ConfigError, check_keys
 from tmc_lightning.models import model_class
 from tmc_lightning.training.budget import budget_config
 from tmc_lightning.training.module import SegmentationModule
@@ -117,12 +116,8 @@ def check_config(cfg: DictConfig) -> None:
     semi_config(cfg).check(model_class(name).uses_text)  # semi=... (training/semi.py)
     budget_config(cfg)
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-    for key, moved_to in MOVED_KEYS.items():  # a run saved before the recipe moved: same value
-        if key in dataset and dataset.pop(key) != OmegaConf.select(cfg, moved_to):
-            raise ConfigError(
-                f"dataset.{key} is now {moved_to} (conf/recipe/<dataset>.yaml): "
-                f"set {moved_to}=... instead"
-            )
+    for key in MOVED_KEYS:  # a run saved before the recipe moved: its optim/loss value won then too
+        dataset.pop(key, None)
     check_keys(dataset, datamodule_keys(dataset.get("name")), "dataset")
 
 
