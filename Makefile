@@ -24,6 +24,8 @@ install: $(STAMP) ## create .venv and install the package with dev tools (idempo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# a current pip first (4 s): it resolved '.[dev]' in 35 s where the venv's pip 23.2 took 74 s
+	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	$(WARM)
 	touch $(STAMP)
