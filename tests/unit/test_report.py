@@ -359,3 +359,12 @@ def test_share_of_the_gap_closed_matches_hand_computed_ratios(runs_dir, tmp_path
     )
     with pytest.raises(ReportError, match="--gap 'nosuch' matches none"):
         build_report(runs_dir, out=tmp_path / "r2", gap=("nosuch", "mcm=true, align=true"))
+
+
+def test_runs_with_hidden_masks_get_no_paper_figure():
+    from tmc_lightning.reporting.stats import paper_dice
+
+    full = {"model.name": "tmc", "dataset.name": "qata", "model.mcm": True, "model.align": True}
+    full["loss.align_weight"] = 0.1
+    assert paper_dice({**full, "dataset.label_fraction": 1.0}, None) == 84.77
+    assert paper_dice({**full, "dataset.label_fraction": 0.25}, None) is None

@@ -22,7 +22,13 @@ from tmc_lightning.reporting.runs import (
 
 
 def paper_dice(config: dict[str, Any], paper_dataset: str | None) -> float | None:
-    """The paper's QaTa/MosMed/Breast Dice (%) for this configuration, or None if it has none."""
+    """The paper's QaTa/MosMed/Breast Dice (%) for this configuration, or None if it has none.
+
+    The paper trained on every mask: a run that hid some (``dataset.label_fraction`` < 1) has no
+    paper figure beside it.
+    """
+    if float(config.get("dataset.label_fraction") or 1.0) < 1.0:
+        return None
     name = str(paper_dataset or config.get("dataset.name", "")).lower()
     dataset = next((v for k, v in DATASET_ALIASES.items() if name.startswith(k)), None)
     model = str(config.get("model.name", "")).lower()
