@@ -20,7 +20,7 @@ import torch
 from tmc_lightning.benchmarking import measure as bm
 from tmc_lightning.benchmarking.table import format_row, markdown
 from tmc_lightning.data.datamodule import datamodule_from_config
-from tmc_lightning.training.allocator import allocator_in_use, keep_freed_memory
+from tmc_lightning.training.allocator import set_up_memory
 from tmc_lightning.utils import (
     device_for,
     git_commit,
@@ -207,11 +207,9 @@ def run(
     torch.set_float32_matmul_precision("high")  # as training does: TF32 on GPUs that have it
     device = device_for(args.device)
     machine = machine_info(device)
-    machine["allocator"] = (
-        keep_freed_memory() if args.keep_freed_memory else "glibc defaults (--no-keep-freed-memory)"
+    machine["allocator"] = set_up_memory(
+        args.keep_freed_memory, "glibc defaults (--no-keep-freed-memory)"
     )
-    if allocator_in_use() != "glibc malloc":  # preloaded by the command (cli/preload.py)
-        machine["allocator"] = allocator_in_use()
     print(machine_line(machine), flush=True)
     data = measure_data(args, data_settings) if data_settings else None
     if data:

@@ -44,9 +44,8 @@ def jemalloc_path() -> str | None:
     return next((p for p in JEMALLOC_PATHS if p and Path(p).is_file()), None)
 
 
-def started_as_command(argv: list[str] | None = None) -> bool:
+def started_as_command(argv: list[str]) -> bool:
     """A ``tmc-*`` console script or ``python -m tmc_lightning.<command>``, not an import."""
-    argv = list(getattr(sys, "orig_argv", sys.argv) if argv is None else argv)
     if any(Path(a).name.startswith("tmc-") for a in argv[1:2]):
         return True
     return any(

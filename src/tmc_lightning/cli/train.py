@@ -50,8 +50,7 @@ def moved_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """
     out, notes = [], []
     for arg in argv:
-        plus = "+" * (len(arg) - len(arg.lstrip("+")))
-        key, sep, value = arg[len(plus) :].partition("=")
+        key, sep, value = arg.lstrip("+").partition("=")
         moved = MOVED_KEYS.get(key.removeprefix("dataset.")) if key.startswith("dataset.") else None
         if sep and moved:
             notes.append(

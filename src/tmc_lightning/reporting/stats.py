@@ -46,16 +46,32 @@ def paper_dice(config: dict[str, Any], paper_dataset: str | None) -> float | Non
     return PAPER_QATA_BASELINES.get(model) if dataset == "qata" else None
 
 
-def per_image_dice(group: Group, split: str) -> dict[str, float] | None:
-    """Dice per image name, averaged over the configuration's runs; None if a run lacks the CSV."""
-    values: dict[str, list[float]] = defaultdict(list)
+def per_run_dice(group: Group, split: str) -> list[tuple[Any, dict[str, float]]] | None:
+    """Each run's seed and Dice per image name; None if a run lacks the CSV."""
+    out = []
     for r in group.runs:
         path = r.path / f"per_image_{split}.csv"
         if not path.is_file():
             return None
         with path.open() as f:
-            for row in csv.DictReader(f):
-                values[row["name"]].append(float(row["dice"]))
+            out.append(
+                (
+                    r.config.get("seed"),
+                    {row["name"]: float(row["dice"]) for row in csv.DictReader(f)},
+                )
+            )
+    return out
+
+
+def per_image_dice(group: Group, split: str) -> dict[str, float] | None:
+    """Dice per image name, averaged over the configuration's runs; None if a run lacks the CSV."""
+    runs = per_run_dice(group, split)
+    if runs is None:
+        return None
+    values: dict[str, list[float]] = defaultdict(list)
+    for _, dice in runs:
+        for name, d in dice.items():
+            values[name].append(d)
     return {name: float(np.mean(v)) for name, v in values.items()}
 
 
@@ -134,7 +150,7 @@ def gap_closed(
         boot = diff[draws].mean(axis=1) / gap_b
         return float(diff.mean() / gap.mean()), tuple(np.percentile(boot, [2.5, 97.5]).tolist())
 
-    by_seed = {g.id: per_seed_dice(g, split) for g in groups}
+    by_seed = {g.id: dict(per_run_dice(g, split)) for g in groups}
     rows = []
     for g in groups:
         if g.id not in (low.id, high.id):
@@ -165,17 +181,6 @@ def gap_closed(
         "contrasts": pairs,
         "skipped": skipped,
     }
-
-
-def per_seed_dice(group: Group, split: str) -> dict[Any, dict[str, float]]:
-    """Each run's per-image Dice, by its seed."""
-    out = {}
-    for r in group.runs:
-        with (r.path / f"per_image_{split}.csv").open() as f:
-            out[r.config.get("seed")] = {
-                row["name"]: float(row["dice"]) for row in csv.DictReader(f)
-            }
-    return out
 
 
 def seed_shares(x: dict, low: dict, high: dict) -> dict[Any, float]:

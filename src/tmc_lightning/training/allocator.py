@@ -53,8 +53,13 @@ def keep_freed_memory() -> str:
     return "glibc malloc keeps freed memory (mmap threshold 32 MiB, no heap trimming)"
 
 
-def allocator_in_use() -> str:
-    """What serves this process's memory (jemalloc where the commands preload it: cli/preload.py)."""
+def set_up_memory(keep: bool, off: str) -> str:
+    """What serves this process's memory, set up: says which, for metrics.json and tmc-bench.
+
+    Under jemalloc (the commands preload it where installed: cli/preload.py) glibc's malloc
+    is not used and there is nothing to set; else ``keep`` applies :func:`keep_freed_memory`,
+    and ``off`` says how glibc's defaults were asked for.
+    """
     if "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return f"jemalloc (LD_PRELOAD, MALLOC_CONF={os.environ.get('MALLOC_CONF', '')})"
-    return "glibc malloc"
+    return keep_freed_memory() if keep else off

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tmc_lightning.data.datamodule import TextSegDataModule
 from tmc_lightning.evaluation.per_image import score_split
 from tmc_lightning.metrics import DEFAULT_RESOLUTION, check_resolution
-from tmc_lightning.training.allocator import allocator_in_use, keep_freed_memory
+from tmc_lightning.training.allocator import set_up_memory
 from tmc_lightning.training.budget import Budget
 from tmc_lightning.training.callbacks import (
     FiniteCheck,
@@ -136,11 +136,10 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_config(cfg)  # first: a typo is the whole message, before any other output
     # the final scores' pixels (a run saved before the key existed gets the default)
     resolution = check_resolution(cfg.get("eval_resolution", DEFAULT_RESOLUTION))
-    allocator = "glibc defaults (perf.keep_freed_memory=false)"
-    if section(cfg, "perf", PerfConfig).keep_freed_memory:
-        allocator = keep_freed_memory()
-    if allocator_in_use() != "glibc malloc":  # preloaded by the command (cli/preload.py)
-        allocator = allocator_in_use()
+    allocator = set_up_memory(
+        section(cfg, "perf", PerfConfig).keep_freed_memory,
+        "glibc defaults (perf.keep_freed_memory=false)",
+    )
     log.info("allocator: %s", allocator)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
