@@ -2,6 +2,6 @@
 
 from tmc_lightning.cli.preload import preload_jemalloc
 
-# Before any command imports torch: a command that can run under jemalloc starts itself again
-# under it, once (cli/preload.py; TMC_ALLOCATOR=glibc turns it off).
+# Before any command imports torch: with TMC_ALLOCATOR=jemalloc a command starts itself again
+# under jemalloc, once (cli/preload.py).
 preload_jemalloc()

@@ -164,11 +164,12 @@ def describe_upload(path: str | Path, gray: np.ndarray) -> str:
 
 
 def shown_overlay(gray: np.ndarray, mask: np.ndarray, text: str) -> Image.Image:
-    """``tmc-predict``'s overlay, drawn on an enlarged copy when the image is small."""
+    """``tmc-predict``'s overlay, drawn on an enlarged copy when the image is small, with the
+    prompt under the image: the page's "Overlay" label covers the image's top-left corner."""
     k = _factor(gray.shape)
     if k > 1:
         gray, mask = (np.kron(a, np.ones((k, k), a.dtype)) for a in (gray, mask))
-    return overlay(gray, mask, text or "(no prompt)")
+    return overlay(gray, mask, text or "(no prompt)", caption_below=True)
 
 
 def attention_of(predictor: Predictor, gray: np.ndarray, text: str) -> Attention | None:

@@ -56,7 +56,7 @@ def keep_freed_memory() -> str:
 def set_up_memory(keep: bool, off: str) -> str:
     """What serves this process's memory, set up: says which, for metrics.json and tmc-bench.
 
-    Under jemalloc (the commands preload it where installed: cli/preload.py) glibc's malloc
+    Under jemalloc (``TMC_ALLOCATOR=jemalloc``: cli/preload.py) glibc's malloc
     is not used and there is nothing to set; else ``keep`` applies :func:`keep_freed_memory`,
     and ``off`` says how glibc's defaults were asked for.
     """
