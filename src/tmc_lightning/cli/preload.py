@@ -13,7 +13,7 @@ It is not the default: over a whole run it keeps far more memory than glibc. Eve
 the peak of every size it served, validation's included, and gives nothing back. A QaTa
 ``small_pretrained`` run (2 epochs of 30 steps, full validation) peaked at 8.3 GiB against
 glibc's 2.7 GiB, and a 480-step study run passed 22 GiB and thrashed a 24 GiB machine in its
-third epoch (``experiments/alloc_bench/README.md``). Use it for long runs of one large batch
+fourth epoch (``experiments/alloc_bench/README.md``). Use it for long runs of one large batch
 size where the memory is there, and watch the first epochs.
 
 A preload must be in place before the process starts, so a command run with
