@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from tmc_lightning.metrics import per_image_scores
+from tmc_lightning.metrics import GlobalDiceIoU, per_image_scores
 from tmc_lightning.training.factory import make_datamodule
 from tmc_lightning.training.semi import semi_config
 from tmc_lightning.training.semi_ops import build_references
@@ -37,13 +37,14 @@ from tmc_lightning.utils import provenance, write_json_atomic
 def scores(prob: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
     """Per-image mean Dice and global Dice of ``prob > 0.5`` against ``masks`` (N, H, W)."""
     logits = (prob - 0.5)[:, None]  # > 0 where prob > 0.5: the suite's own threshold
-    dice, _ = per_image_scores(logits, masks[:, None].float())
-    p, g = prob > 0.5, masks > 0.5
-    inter, total = (p & g).sum().item(), p.sum().item() + g.sum().item()
+    target = masks[:, None].float()
+    dice, _ = per_image_scores(logits, target)
+    overall = GlobalDiceIoU()
+    overall.update(logits, target)
     return {
         "dice": float(dice.mean()),
-        "dice_global": 2 * inter / total if total else 1.0,
-        "foreground": float(p.float().mean()),
+        "dice_global": float(overall.compute()["dice_global"]),
+        "foreground": float((prob > 0.5).float().mean()),
     }
 
 

@@ -9,8 +9,9 @@ the smaller blocks). jemalloc, told never to return freed pages
 and 3.1 kernel seconds per step with glibc, 208 and 0.02 s with jemalloc, the step 12% faster
 (13.0 -> 11.5 s); at batch 2 within glibc's own spread between rounds.
 
-It is not the default: over a whole run it keeps far more memory than glibc. Every arena keeps
-the peak of every size it served, validation's included, and gives nothing back. A QaTa
+It is not the default: over a whole run it keeps far more memory than glibc. Freed memory of
+every size the run served, validation's included, is kept and never given back (one arena,
+``narenas:1``, does not bound it). A QaTa
 ``small_pretrained`` run (2 epochs of 30 steps, full validation) peaked at 8.3 GiB against
 glibc's 2.7 GiB, and a 480-step study run passed 22 GiB and thrashed a 24 GiB machine in its
 fourth epoch (``experiments/alloc_bench/README.md``). Use it for long runs of one large batch
